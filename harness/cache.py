@@ -1,0 +1,66 @@
+"""Artifact directories keyed by a hash of the config that determines them.
+
+An artifact becomes visible only when complete: it is built in a temporary directory and
+renamed into place, under a file lock so that concurrent runs wait instead of building it
+twice. A killed build leaves nothing a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+COMPLETE = ".complete"
+
+
+def config_hash(spec: Mapping[str, Any]) -> str:
+    """Stable short hash of a JSON-serialisable spec (key order does not matter)."""
+    text = json.dumps(spec, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_complete(path: Path) -> bool:
+    return (path / COMPLETE).exists()
+
+
+def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, Any] | None = None) -> Path:
+    """Return `target`, running `build(tmp_dir)` and renaming it into place if it is missing."""
+    if is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if is_complete(target):
+            return target
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            build(tmp)
+            if spec is not None:
+                (tmp / "spec.json").write_text(json.dumps(spec, sort_keys=True, indent=1, default=str))
+            (tmp / COMPLETE).write_text("ok\n")
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class ArtifactCache:
+    """`root/<stage>/<hash>/` directories built once per distinct spec."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, stage: str, spec: Mapping[str, Any]) -> Path:
+        return self.root / stage / config_hash(spec)
+
+    def get_or_build(self, stage: str, spec: Mapping[str, Any], build: Callable[[Path], None]) -> Path:
+        return build_once(self.path(stage, spec), build, spec)

@@ -1,0 +1,81 @@
+"""`harness`: compose the Hydra config, build typed objects, run one experiment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import InputError
+from harness.pipeline import EvalSettings, Experiment, LabelSettings, SamplingSettings, TrainSettings, run_experiment
+from harness.tracking import RunTracker, flatten
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+log = logging.getLogger("harness")
+
+
+def _plain(node: DictConfig) -> dict:
+    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
+    """Turn a composed config into typed objects; every `_target_` is instantiated here."""
+    if cfg.loss.beta is None or cfg.loss.beta <= 0:
+        raise InputError(f"loss.beta must be > 0, got {cfg.loss.beta}")
+    task = instantiate(cfg.task)
+    labeler = instantiate(cfg.labeler)
+    model_source = instantiate(cfg.model.source)
+    loss_fn = instantiate(cfg.loss.fn)
+    tags = {
+        "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
+        "labeler": cfg.labeler.name, "seed": str(cfg.seed),
+    }
+    if cfg.get("experiment_name"):
+        tags["experiment"] = str(cfg.experiment_name)
+    run_name = cfg.logger.run_name or f"{cfg.task.name}-{cfg.loss.name}-{cfg.model.name}-n{cfg.labels.n}-b{cfg.loss.beta}"
+    return Experiment(
+        task=task, model_source=model_source, labeler=labeler, loss_fn=loss_fn,
+        labels=LabelSettings(**_plain(cfg.labels)),
+        sampling=SamplingSettings(**_plain(cfg.sampling)),
+        train=TrainSettings(**_plain(cfg.train)),
+        eval=EvalSettings(**_plain(cfg.eval)),
+        trainer_kwargs=_plain(cfg.trainer),
+        tracker=RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri),
+        cache_dir=Path(cfg.paths.cache_dir).expanduser(),
+        run_dir=run_dir, seed=int(cfg.seed),
+        keys={"model": _plain(cfg.model.source), "task": _plain(cfg.task), "labeler": _plain(cfg.labeler)},
+        tags=tags, params=flatten(_plain(cfg)),
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+    )
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> dict[str, float]:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Threads: torch defaults to all cores, which oversubscribes parallel sweep jobs.
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics = run_experiment(build_experiment(cfg, run_dir))
+    except InputError as err:
+        # Bad input is the user's to fix: one line, no traceback.
+        print(f"harness: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    summary = {k: v for k, v in metrics.items() if "_ci95_" not in k}
+    log.info("eval: %s", ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

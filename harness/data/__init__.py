@@ -1,0 +1,1 @@
+"""Collation of token sequences into typed batches, and datamodules."""

@@ -1,0 +1,77 @@
+"""Preference pairs with cached reference log-probs, and their datamodule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from harness.data.collate import TokenBatch, pack
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt_ids: tuple[int, ...]
+    chosen_ids: tuple[int, ...]
+    rejected_ids: tuple[int, ...]
+    ref_chosen_logp: float
+    ref_rejected_logp: float
+
+
+@dataclass
+class PairBatch:
+    """Chosen rows first, then rejected rows, in one TokenBatch of 2B rows."""
+
+    tokens: TokenBatch
+    ref_logps: torch.Tensor  # (2B,) chosen then rejected
+
+    def transfer(self, device: torch.device | str) -> PairBatch:
+        return PairBatch(self.tokens.to(device), self.ref_logps.to(device))
+
+
+def collate_pairs(pairs: Sequence[PreferencePair], pad_id: int) -> PairBatch:
+    prompts = [p.prompt_ids for p in pairs] * 2
+    responses = [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs]
+    ref = [p.ref_chosen_logp for p in pairs] + [p.ref_rejected_logp for p in pairs]
+    return PairBatch(pack(prompts, responses, pad_id), torch.tensor(ref, dtype=torch.float32))
+
+
+class PairCollator:
+    """Picklable collate function (DataLoader workers may pickle it)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, pairs: Sequence[PreferencePair]) -> PairBatch:
+        return collate_pairs(pairs, self.pad_id)
+
+
+class PreferenceDataModule(L.LightningDataModule):
+    """Train/validation split of preference pairs; validation pairs are held out by prompt."""
+
+    def __init__(
+        self,
+        train: Sequence[PreferencePair],
+        val: Sequence[PreferencePair],
+        pad_id: int,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.train, self.val = list(train), list(val)
+        self.collate = PairCollator(pad_id)
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=gen, collate_fn=self.collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate)
+
+    def transfer_batch_to_device(self, batch: PairBatch, device: torch.device, dataloader_idx: int) -> PairBatch:
+        return batch.transfer(device)

@@ -1,0 +1,1 @@
+"""Evaluation: pure metrics and the evaluate stage."""

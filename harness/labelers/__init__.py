@@ -1,0 +1,1 @@
+"""Human-eval proxies: simulated annotators and panels that compare responses."""

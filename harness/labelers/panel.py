@@ -1,0 +1,115 @@
+"""Simulated annotators and a panel that votes: the human-eval proxy.
+
+An annotator scores each response with its scorer, divides by `scale` so that annotators
+speak in comparable units u, and picks among k responses with the Bradley–Terry / Luce choice
+rule P(i) = exp(u_i/T) / Σ_j exp(u_j/T) (T = `temperature`; T = 0 picks the best), then with
+probability `flip_rate` replaces its choice by a uniformly drawn other response. The panel's
+label is the plurality of its annotators' choices (ties broken at random).
+
+The noise-free judgement is the "gold" that training never sees directly: the gold reward of
+a response is the mean of the annotators' u, and the gold preference between two responses
+is the majority of the annotators' noise-free preferences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.errors import InputError
+
+Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+
+
+@dataclass
+class Annotator:
+    name: str
+    scorer: Scorer
+    scale: float = 1.0
+    temperature: float = 0.1
+    flip_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.scale <= 0:
+            raise InputError(f"annotator {self.name}: scale must be > 0, got {self.scale}")
+        if self.temperature < 0:
+            raise InputError(f"annotator {self.name}: temperature must be ≥ 0, got {self.temperature}")
+        if not 0.0 <= self.flip_rate < 1.0:
+            raise InputError(f"annotator {self.name}: flip_rate must be in [0, 1), got {self.flip_rate}")
+
+    def utilities(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.scorer(prompts, responses), dtype=np.float64) / self.scale
+
+    def choose(self, utilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Noisy choice among k responses for each of N prompts; utilities (N, k) → (N,)."""
+        n, k = utilities.shape
+        if self.temperature == 0:
+            # Random jitter below any real difference breaks exact ties uniformly.
+            choice = np.argmax(utilities + 1e-9 * rng.random((n, k)), axis=1)
+        else:
+            # Gumbel-max draws exactly from softmax(u / T).
+            choice = np.argmax(utilities / self.temperature + rng.gumbel(size=(n, k)), axis=1)
+        flip = rng.random(n) < self.flip_rate
+        other = (choice + rng.integers(1, k, size=n)) % k  # uniform over the k−1 others
+        return np.where(flip, other, choice)
+
+
+@dataclass
+class PanelLabels:
+    choice: np.ndarray  # (N,) index of the best response per prompt
+    votes: np.ndarray  # (A, N) each annotator's choice
+    agreement: float  # mean pairwise agreement between annotators
+
+
+@dataclass
+class Panel:
+    name: str
+    version: str
+    annotators: Sequence[Annotator]
+
+    def __post_init__(self) -> None:
+        if not self.annotators:
+            raise InputError(f"labeler {self.name}: a panel needs at least one annotator")
+
+    def utilities(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """Each annotator's noise-free utility of each response: (A, N)."""
+        return np.stack([a.utilities(prompts, responses) for a in self.annotators])
+
+    def gold(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """The panel's noise-free reward of each response: (N,)."""
+        return self.utilities(prompts, responses).mean(0)
+
+    def label(
+        self, prompts: Sequence[str], candidates: Sequence[Sequence[str]], rng: np.random.Generator
+    ) -> PanelLabels:
+        """Best-of-k labels: candidates[i] holds the k responses to prompts[i]."""
+        k = len(candidates[0])
+        if k < 2 or any(len(c) != k for c in candidates):
+            raise InputError(f"labeler {self.name}: every prompt needs the same k ≥ 2 responses")
+        flat_prompts = [p for p in prompts for _ in range(k)]
+        flat = [r for group in candidates for r in group]
+        util = self.utilities(flat_prompts, flat).reshape(len(self.annotators), len(prompts), k)
+        votes = np.stack([a.choose(u, rng) for a, u in zip(self.annotators, util)])  # (A, N)
+        counts = np.stack([(votes == j).sum(0) for j in range(k)], axis=1)  # (N, k)
+        top = counts == counts.max(1, keepdims=True)
+        choice = np.argmax(top + rng.random(top.shape) * 0.5, axis=1)  # random among the tied
+        return PanelLabels(choice=choice, votes=votes, agreement=pairwise_agreement(votes))
+
+    def compare(
+        self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]
+    ) -> np.ndarray:
+        """Noise-free panel preference of a over b per prompt: 1, 0.5 (tie) or 0."""
+        ua, ub = self.utilities(prompts, a), self.utilities(prompts, b)  # (A, N)
+        net = np.sign(ua - ub).sum(0)
+        return np.where(net > 0, 1.0, np.where(net < 0, 0.0, 0.5))
+
+
+def pairwise_agreement(votes: np.ndarray) -> float:
+    """Fraction of annotator pairs that made the same choice, averaged over prompts."""
+    a = votes.shape[0]
+    if a < 2:
+        return 1.0
+    same = [(votes[i] == votes[j]).mean() for i in range(a) for j in range(i + 1, a)]
+    return float(np.mean(same))

@@ -1,0 +1,1 @@
+"""Pure loss functions: tensors and scalar hyperparameters in, (mean loss, detached metrics) out."""

@@ -1,0 +1,1 @@
+"""Model sources (where weights come from) and the one loader every model goes through."""

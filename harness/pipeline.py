@@ -1,0 +1,310 @@
+"""The experiment's stages and how they share artifacts.
+
+policy → samples (k per train prompt) → labels (panel, best-of-k) → reference log-probs →
+train (Lightning) → evaluate (held-out prompts) → MLflow. Every stage before training writes
+an artifact keyed by the hash of exactly the settings that determine it (see cache.py), so
+runs that share a stage share its output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import lightning as L
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness.cache import ArtifactCache, config_hash
+from harness.errors import InputError
+from harness.data.preference import PreferenceDataModule, PreferencePair
+from harness.eval.evaluate import evaluate_policy
+from harness.labelers.panel import Panel
+from harness.models.loading import load_causal_lm
+from harness.models.sources import Corpus
+from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss
+from harness.rl.rollout import batched_logps, generate_responses
+from harness.tasks.base import Example, Task
+from harness.tracking import RunTracker
+
+log = logging.getLogger(__name__)
+
+
+class ModelSource(Protocol):
+    def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path: ...
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    n: int = 1000  # label budget: comparisons, one per prompt
+    k: int = 2  # responses compared per label (4 = the paper's best-of-4)
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise InputError(f"labels.n must be ≥ 1, got {self.n}")
+        if self.k < 2:
+            raise InputError(f"labels.k must be ≥ 2, got {self.k}")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    lr: float = 1e-5
+    batch_size: int = 8
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    val_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    n_prompts: int | None = None  # None: every eval prompt of the task
+    temperature: float = 0.7
+    batch_size: int = 32
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs, as typed objects (built from the Hydra config by the CLI)."""
+
+    task: Task
+    model_source: ModelSource
+    labeler: Panel
+    loss_fn: PairLoss
+    labels: LabelSettings
+    sampling: SamplingSettings
+    train: TrainSettings
+    eval: EvalSettings
+    trainer_kwargs: dict[str, Any]
+    tracker: RunTracker
+    cache_dir: Path
+    run_dir: Path
+    seed: int
+    # The config subtrees that determine each input, used in artifact keys.
+    keys: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    config_yaml: str = ""
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """A seed per stage, so a stage draws the same numbers whether or not others ran."""
+    return zlib.crc32(f"{seed}:{stage}".encode())
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+
+
+def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open() as f:
+        return [json.loads(line) for line in f]
+
+
+def encode_prompts(tokenizer, examples: Sequence[Example], max_new_tokens: int, context: int) -> list[list[int]]:  # noqa: ANN001
+    ids = [tokenizer(e.prompt, add_special_tokens=False).input_ids for e in examples]
+    longest = max(len(i) for i in ids)
+    if longest + max_new_tokens > context:
+        raise InputError(
+            f"prompt of {longest} tokens + {max_new_tokens} response tokens exceeds the model's "
+            f"context of {context}; shorten the prompts or task.max_new_tokens"
+        )
+    return ids
+
+
+def build_pairs(
+    prompt_ids: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[Sequence[int]]],
+    choices: Sequence[int],
+    ref_logps: Sequence[Sequence[float]],
+) -> list[PreferencePair]:
+    """Best-of-k labels to pairs: the chosen response against each of the k−1 others.
+
+    Identical responses carry no preference and are skipped.
+    """
+    pairs = []
+    for p, group, best, ref in zip(prompt_ids, responses, choices, ref_logps):
+        for j, other in enumerate(group):
+            if j != best and list(other) != list(group[best]):
+                pairs.append(PreferencePair(tuple(p), tuple(group[best]), tuple(other), ref[best], ref[j]))
+    return pairs
+
+
+@dataclass
+class Prepared:
+    """Inputs checked and loaded before any run or artifact is created."""
+
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    policy_dir: Path
+    policy: Any
+    tokenizer: Any
+    train_ids: list[list[int]]
+    eval_ids: list[list[int]]
+
+
+def prepare(exp: Experiment) -> Prepared:
+    """Load the task's prompts and the initial policy and check that they fit together."""
+    task, n = exp.task, exp.labels.n
+    train_examples = task.examples("train")
+    if n > len(train_examples):
+        raise InputError(f"labels.n={n} is larger than the {len(train_examples)} train prompts of task {task.name}")
+    eval_examples = task.examples("eval")[: exp.eval.n_prompts]
+    policy_dir = exp.model_source.materialize(exp.cache_dir, lambda: (e.prompt for e in train_examples))
+    policy, tokenizer = load_causal_lm(policy_dir)
+    context = int(getattr(policy.config, "max_position_embeddings", 1 << 30))
+    train_examples = train_examples[:n]
+    return Prepared(
+        train_examples, eval_examples, policy_dir, policy, tokenizer,
+        encode_prompts(tokenizer, train_examples, task.max_new_tokens, context),
+        encode_prompts(tokenizer, eval_examples, task.max_new_tokens, context),
+    )
+
+
+def run_experiment(exp: Experiment) -> dict[str, float]:
+    """Run every stage of one experiment and log it as one MLflow run; returns its metrics."""
+    prepared = prepare(exp)
+    run_id = exp.tracker.start(exp.tags, exp.params)
+    log.info("MLflow run %s in experiment %r at %s", run_id, exp.tracker.experiment_name, exp.tracker.tracking_uri)
+    try:
+        exp.tracker.log_text(exp.config_yaml, "config.yaml")
+        metrics = _run_stages(exp, prepared)
+    except BaseException as err:
+        exp.tracker.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    exp.tracker.end("FINISHED")
+    return metrics
+
+
+def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
+    cache = ArtifactCache(exp.cache_dir / "artifacts")
+    task, n, k = exp.task, exp.labels.n, exp.labels.k
+    train_examples, eval_examples = prep.train_examples, prep.eval_examples
+    policy, tokenizer, train_ids, eval_ids = prep.policy, prep.tokenizer, prep.train_ids, prep.eval_ids
+    policy_dir = prep.policy_dir
+    keys = {"model": exp.keys.get("model"), "task": exp.keys.get("task")}
+
+    with progress_bar() as progress:
+        # Samples of the initial policy to be labelled.
+        samples_spec = keys | {"n": n, "k": k, "sampling": asdict(exp.sampling), "seed": exp.seed}
+
+        def sample(out: Path) -> None:
+            responses = generate_responses(
+                policy, tokenizer, train_ids, max_new_tokens=task.max_new_tokens,
+                temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
+                batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, "samples"),
+                progress=progress, desc=f"sampling {k} responses × {n} prompts",
+            )
+            _write_jsonl(out / "samples.jsonl", [
+                {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
+                 "texts": [tokenizer.decode(x, skip_special_tokens=True) for x in r]}
+                for e, p, r in zip(train_examples, train_ids, responses)
+            ])
+
+        samples_dir = cache.get_or_build("samples", samples_spec, sample)
+        samples = _read_jsonl(samples_dir / "samples.jsonl")
+
+        # Labels from the simulated panel.
+        labels_spec = {"samples": config_hash(samples_spec), "labeler": exp.keys.get("labeler"), "seed": exp.seed}
+
+        def label(out: Path) -> None:
+            rng = np.random.default_rng(stage_seed(exp.seed, "labels"))
+            task_id = progress.add_task(f"labelling with {exp.labeler.name}", total=1)
+            result = exp.labeler.label([s["prompt"] for s in samples], [s["texts"] for s in samples], rng)
+            progress.advance(task_id)
+            provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed}
+            _write_jsonl(out / "labels.jsonl", [
+                {"id": s["id"], "choice": int(c), "votes": v.tolist()} | provenance
+                for s, c, v in zip(samples, result.choice, result.votes.T)
+            ])
+            (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
+
+        labels_dir = cache.get_or_build("labels", labels_spec, label)
+        labels = _read_jsonl(labels_dir / "labels.jsonl")
+        label_meta = json.loads((labels_dir / "meta.json").read_text())
+
+        # Reference log-probs, once per labelled response, so training holds one model.
+        ref_spec = {"samples": config_hash(samples_spec)}
+
+        def reference(out: Path) -> None:
+            flat_p = [s["prompt_ids"] for s in samples for _ in s["responses"]]
+            flat_r = [r for s in samples for r in s["responses"]]
+            flat = batched_logps(policy, flat_p, flat_r, tokenizer.pad_token_id, exp.sampling.batch_size,
+                                 progress=progress, desc="reference log-probs")
+            (out / "ref_logps.json").write_text(json.dumps([flat[i * k : (i + 1) * k] for i in range(len(samples))]))
+
+        ref_dir = cache.get_or_build("ref_logps", ref_spec, reference)
+        ref_logps = json.loads((ref_dir / "ref_logps.json").read_text())
+
+        # The initial policy's eval samples: the baseline of every run on this model and task.
+        eval_spec = keys | {"eval": asdict(exp.eval), "seed": exp.seed}
+
+        def eval_initial(out: Path) -> None:
+            responses = _eval_samples(policy, tokenizer, eval_ids, exp, progress, "eval samples: initial policy")
+            (out / "responses.json").write_text(json.dumps(responses))
+
+        init_dir = cache.get_or_build("eval_initial", eval_spec, eval_initial)
+        initial_ids = json.loads((init_dir / "responses.json").read_text())
+
+    exp.tracker.set_tags({
+        "artifact.samples": config_hash(samples_spec), "artifact.labels": config_hash(labels_spec),
+        "artifact.ref_logps": config_hash(ref_spec), "artifact.eval_initial": config_hash(eval_spec),
+        "labeler.version": str(label_meta["version"]),
+    })
+    exp.tracker.log_metrics({"labels/agreement": label_meta["agreement"]})
+
+    pairs = build_pairs([s["prompt_ids"] for s in samples], [s["responses"] for s in samples],
+                        [lab["choice"] for lab in labels], ref_logps)
+    n_val = int(round(len(pairs) * exp.train.val_fraction))
+    if len(pairs) - n_val < 1:
+        raise InputError(f"labels.n={n} gives {len(pairs)} usable pairs: too few to train on")
+    exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
+    # Pairs are grouped by prompt, so the tail holds out whole prompts.
+    data = PreferenceDataModule(pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :],
+                                tokenizer.pad_token_id, exp.train.batch_size, stage_seed(exp.seed, "train"))
+    module = OfflinePreferenceModule(policy, exp.loss_fn, lr=exp.train.lr,
+                                     weight_decay=exp.train.weight_decay, warmup_steps=exp.train.warmup_steps)
+    trainer = L.Trainer(logger=exp.tracker.lightning_logger(), default_root_dir=str(exp.run_dir),
+                        limit_val_batches=1.0 if n_val else 0, **exp.trainer_kwargs)
+    trainer.fit(module, datamodule=data)
+    policy = module.policy
+
+    reference_model, _ = load_causal_lm(policy_dir)
+    with progress_bar() as progress:
+        trained_ids = _eval_samples(policy, tokenizer, eval_ids, exp, progress, "eval samples: trained policy")
+        result = evaluate_policy(
+            policy, reference_model, tokenizer, exp.labeler, [e.prompt for e in eval_examples], eval_ids,
+            trained_ids, initial_ids, exp.eval.temperature, exp.eval.batch_size, progress,
+        )
+    exp.tracker.log_metrics(result.metrics, step=trainer.global_step)
+    exp.tracker.log_table(result.table, "eval_samples.json")
+    return result.metrics
+
+
+def _eval_samples(policy, tokenizer, eval_ids, exp: Experiment, progress: Progress, desc: str) -> list[list[int]]:  # noqa: ANN001
+    responses = generate_responses(
+        policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
+        temperature=exp.eval.temperature, k=1, batch_size=exp.eval.batch_size,
+        seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc,
+    )
+    return [r[0] for r in responses]

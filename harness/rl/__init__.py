@@ -1,0 +1,1 @@
+"""Rollouts (generation and log-probabilities) and the RL math around them."""

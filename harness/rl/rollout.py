@@ -1,0 +1,108 @@
+"""Sampling responses with `generate` (KV cache) and scoring sequences' log-probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from rich.progress import Progress
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from harness.data.collate import TokenBatch, pack
+
+
+def sequence_logps(model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
+    """Σ_t log π(y_t | x, y_<t) over each row's response tokens: (B,).
+
+    Only the last response_len + 1 positions go through the output layer, so the prompt
+    costs no vocabulary-sized logits. Positions are counted from each row's first real
+    token, as in generation with left padding.
+    """
+    mask = batch.attention_mask
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids,
+        logits_to_keep=batch.response_len + 1, use_cache=False,
+    ).logits[:, :-1]  # (B, R, V)
+    if temperature != 1.0:
+        logits = logits / temperature
+    targets = batch.input_ids[:, -batch.response_len :]  # (B, R)
+    token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return (token_logps * batch.response_mask).sum(-1)
+
+
+def _length_order(lengths: Sequence[int]) -> list[int]:
+    # Similar lengths in one batch waste less compute on padding.
+    return sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+
+
+@torch.inference_mode()
+def batched_logps(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int,
+    temperature: float = 1.0,
+    progress: Progress | None = None,
+    desc: str = "log-probs",
+) -> list[float]:
+    model.eval()
+    device = next(model.parameters()).device
+    order = _length_order([len(p) + len(r) for p, r in zip(prompts, responses)])
+    out = [0.0] * len(order)
+    task = progress.add_task(desc, total=len(order)) if progress else None
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id).to(device)
+        for i, v in zip(idx, sequence_logps(model, batch, temperature).tolist()):
+            out[i] = v
+        if progress:
+            progress.advance(task, len(idx))
+    return out
+
+
+@torch.inference_mode()
+def generate_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    k: int = 1,
+    batch_size: int = 32,
+    top_p: float = 1.0,
+    seed: int = 0,
+    progress: Progress | None = None,
+    desc: str = "sampling",
+) -> list[list[list[int]]]:
+    """k sampled responses per prompt, as token ids ending at (and keeping) EOS: [N][k][len]."""
+    model.eval()
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    order = _length_order([len(p) for p in prompts])
+    out: list[list[list[int]]] = [[] for _ in prompts]
+    per_batch = max(1, batch_size // k)
+    task = progress.add_task(desc, total=len(prompts)) if progress else None
+    for start in range(0, len(order), per_batch):
+        idx = order[start : start + per_batch]
+        batch = pack([prompts[i] for i in idx], [[] for _ in idx], pad)
+        width = batch.input_ids.shape[1] - batch.response_len
+        # pack reserves one response column; generation starts right after the prompt.
+        ids = batch.input_ids[:, :width].to(device)
+        mask = batch.attention_mask[:, :width].to(device)
+        gen = model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None, top_p=top_p, top_k=0,
+            max_new_tokens=max_new_tokens, num_return_sequences=k,
+            pad_token_id=pad, eos_token_id=eos,
+        )[:, width:].tolist()  # (len(idx)·k, ≤ max_new_tokens)
+        for j, i in enumerate(idx):
+            for row in gen[j * k : (j + 1) * k]:
+                out[i].append(row[: row.index(eos) + 1] if eos in row else row)
+        if progress:
+            progress.advance(task, len(idx))
+    return out

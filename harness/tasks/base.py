@@ -1,0 +1,75 @@
+"""What every task provides, and the shared loader for real datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from harness.errors import InputError
+
+SPLITS = ("train", "eval")
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt; `reference` is a human-written output where the task has one."""
+
+    id: str
+    prompt: str
+    reference: str | None = None
+
+
+class Task(Protocol):
+    name: str
+    max_new_tokens: int
+
+    def examples(self, split: str) -> list[Example]:
+        """The prompts of `split` ('train' or 'eval'), in a fixed order."""
+        ...
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}: expected one of {SPLITS}")
+
+
+def load_records(
+    source: str, split: str, columns: Mapping[str, str], limit: int | None = None
+) -> list[dict[str, str]]:
+    """Rows of a real dataset, with columns renamed from the dataset's names to the task's.
+
+    `source` is a local JSONL/CSV/Parquet file, a directory holding `<split>.<ext>`, or a
+    Hugging Face dataset name (`name` or `name:config`). `columns` maps the task's field
+    (e.g. 'prompt') to the dataset's column (e.g. 'text'); `split` maps through `splits`.
+    """
+    import datasets  # heavy; only needed for real data
+
+    path = Path(source)
+    if path.is_dir():
+        candidates = [p for p in sorted(path.iterdir()) if p.stem == split and p.suffix in LOCAL_FORMATS]
+        if not candidates:
+            raise InputError(
+                f"{path}: no file for split {split!r}; expected {split}.jsonl, .csv or .parquet"
+            )
+        path = candidates[0]
+    if path.suffix in LOCAL_FORMATS and path.exists():
+        ds = datasets.load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
+        where = str(path)
+    elif path.suffix in LOCAL_FORMATS:
+        raise InputError(f"dataset file {path} does not exist")
+    else:
+        name, _, config = source.partition(":")
+        ds = datasets.load_dataset(name, config or None, split=split)
+        where = f"dataset {source!r} split {split!r}"
+    missing = [col for col in columns.values() if col not in ds.column_names]
+    if missing:
+        raise InputError(
+            f"{where}: column(s) {missing} named in the task's `columns` mapping are missing; "
+            f"the dataset has {ds.column_names}"
+        )
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return [{field: str(row[col]) for field, col in columns.items()} for row in ds]

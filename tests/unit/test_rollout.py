@@ -1,0 +1,57 @@
+"""Packing and sequence log-probs against a plain, unpadded forward pass."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.data.collate import pack
+from harness.models.loading import load_causal_lm
+from harness.models.sources import TinyRandom
+from harness.rl.rollout import batched_logps, generate_responses, sequence_logps
+
+CORPUS = ["the film was good and the food was bad"] * 20 + ["a quiet year in the old town"] * 20
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    path = TinyRandom(vocab_size=300).materialize(tmp_path_factory.mktemp("cache"), lambda: CORPUS)
+    return load_causal_lm(path)
+
+
+def test_pack_layout() -> None:
+    b = pack([[5, 6, 7], [8]], [[1], [2, 3]], pad_id=0)
+    assert b.input_ids.tolist() == [[5, 6, 7, 1, 0], [0, 0, 8, 2, 3]]
+    assert b.attention_mask.tolist() == [[1, 1, 1, 1, 0], [0, 0, 1, 1, 1]]
+    assert b.response_len == 2
+    assert b.response_mask.tolist() == [[1, 0], [1, 1]]
+
+
+def naive_logp(model, prompt: list[int], response: list[int]) -> float:  # noqa: ANN001
+    ids = torch.tensor([prompt + response])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+    return logits.log_softmax(-1).gather(-1, torch.tensor(response)[:, None]).sum().item()
+
+
+def test_sequence_logps_match_unpadded_forward(tiny) -> None:  # noqa: ANN001
+    model, _ = tiny
+    prompts, responses = [[3, 4, 5, 6], [7], [8, 9]], [[10, 11], [12, 13, 14], [15]]
+    with torch.no_grad():
+        got = sequence_logps(model.eval(), pack(prompts, responses, pad_id=0)).tolist()
+        want = [naive_logp(model, p, r) for p, r in zip(prompts, responses)]
+    assert got == pytest.approx(want, abs=1e-4)
+    # batching and ordering do not change the values
+    assert batched_logps(model, prompts, responses, 0, batch_size=2) == pytest.approx(want, abs=1e-4)
+
+
+def test_generation_is_seeded_and_stops_at_eos(tiny) -> None:  # noqa: ANN001
+    model, tok = tiny
+    prompts = [tok("the film was", add_special_tokens=False).input_ids, tok("a quiet", add_special_tokens=False).input_ids]
+    a = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=1.0, k=3, seed=1)
+    b = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=1.0, k=3, seed=1)
+    assert a == b
+    assert [len(g) for g in a] == [3, 3]
+    for group in a:
+        for r in group:
+            assert 1 <= len(r) <= 6
+            assert tok.eos_token_id not in r[:-1]
