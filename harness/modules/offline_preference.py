@@ -30,9 +30,16 @@ class OfflinePreferenceModule(L.LightningModule):
         lr: float,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
+        disable_dropout: bool = True,
     ) -> None:
         super().__init__()
         self.policy = policy
+        if disable_dropout:
+            # Reference log-probs were computed without dropout; training with it would
+            # compare a noisy policy with a clean reference (TRL does the same).
+            for m in policy.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = 0.0
         self.loss_fn = loss_fn
         self.lr = lr
         self.weight_decay = weight_decay
@@ -49,6 +56,9 @@ class OfflinePreferenceModule(L.LightningModule):
         for name, value in metrics.items():
             self.log(f"{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
         return loss
+
+    def on_fit_start(self) -> None:
+        self.policy.train()  # generation left it in eval mode
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

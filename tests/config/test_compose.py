@@ -1,0 +1,59 @@
+"""Every config group option and every experiment composes and instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from harness.cli.run import CONFIG_DIR, build_experiment
+
+CONF = Path(CONFIG_DIR)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "experiment")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_with(overrides: list[str]):  # noqa: ANN201
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_every_group_has_options() -> None:
+    for group in ("task", "model", "loss", "labeler", "trainer", "logger"):
+        assert options(group), group
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_group_option_composes(group: str, option: str) -> None:
+    overrides = [f"{group}={option}"]
+    if group == "model" and option == "hf":
+        overrides.append("model.name_or_path=/nonexistent/model")
+    cfg = compose_with(overrides)
+    assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_composes_and_builds(experiment: str, tmp_path: Path) -> None:
+    cfg = compose_with([f"experiment={experiment}"])
+    exp = build_experiment(cfg, tmp_path)
+    assert exp.labels.n >= 1
+    assert exp.task.examples("eval")
+    assert exp.tags["experiment"] == experiment
+
+
+def test_objects_are_chosen_by_target() -> None:
+    cfg = compose_with([])
+    task, labeler, loss = instantiate(cfg.task), instantiate(cfg.labeler), instantiate(cfg.loss.fn)
+    assert task.name == "sentiment" and task.max_new_tokens == 24
+    assert [a.name for a in labeler.annotators] == ["vader", "textblob", "minilm"]
+    assert loss.keywords["beta"] == cfg.loss.beta
+
+
+def test_loss_beta_is_the_one_knob() -> None:
+    cfg = compose_with(["loss.beta=0.3"])
+    assert instantiate(cfg.loss.fn).keywords["beta"] == 0.3
