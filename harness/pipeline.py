@@ -25,7 +25,7 @@ from harness.errors import InputError
 from harness.data.preference import PreferenceDataModule, PreferencePair
 from harness.eval.evaluate import evaluate_policy
 from harness.labelers.panel import Panel
-from harness.models.loading import load_causal_lm
+from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.sources import Corpus
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss
 from harness.rl.rollout import batched_logps, generate_responses
@@ -91,6 +91,7 @@ class Experiment:
     cache_dir: Path
     run_dir: Path
     seed: int
+    trainable_layers: int | None = None
     # The config subtrees that determine each input, used in artifact keys.
     keys: Mapping[str, Any] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -172,6 +173,7 @@ def prepare(exp: Experiment) -> Prepared:
     eval_examples = task.examples("eval")[: exp.eval.n_prompts]
     policy_dir = exp.model_source.materialize(exp.cache_dir, lambda: (e.prompt for e in train_examples))
     policy, tokenizer = load_causal_lm(policy_dir)
+    freeze_lower_layers(policy, exp.trainable_layers)  # checked now, before any stage runs
     context = int(getattr(policy.config, "max_position_embeddings", 1 << 30))
     train_examples = train_examples[:n]
     return Prepared(

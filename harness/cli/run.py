@@ -49,7 +49,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
         trainer_kwargs=_plain(cfg.trainer),
         tracker=RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri),
         cache_dir=Path(cfg.paths.cache_dir).expanduser(),
-        run_dir=run_dir, seed=int(cfg.seed),
+        run_dir=run_dir, seed=int(cfg.seed), trainable_layers=cfg.model.get("trainable_layers"),
         keys={"model": _plain(cfg.model.source), "task": _plain(cfg.task), "labeler": _plain(cfg.labeler)},
         tags=tags, params=flatten(_plain(cfg)),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),

@@ -46,3 +46,24 @@ def load_causal_lm(
         )
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int | None) -> None:
+    """Train only the top `trainable_layers` decoder blocks and the final norm.
+
+    Embeddings (tied to the output layer in the models here) and the lower blocks stay frozen,
+    so backpropagation stops at the lowest trainable block. None trains everything.
+    """
+    if trainable_layers is None:
+        return
+    layers = getattr(model.get_decoder(), "layers", None)
+    if layers is None:
+        raise InputError(f"{type(model).__name__}: no decoder `layers` to freeze; set model.trainable_layers=null")
+    if not 1 <= trainable_layers <= len(layers):
+        raise InputError(f"model.trainable_layers={trainable_layers}: expected 1..{len(layers)} or null")
+    model.requires_grad_(False)
+    for block in layers[len(layers) - trainable_layers :]:
+        block.requires_grad_(True)
+    norm = getattr(model.get_decoder(), "norm", None)
+    if norm is not None:
+        norm.requires_grad_(True)
