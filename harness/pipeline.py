@@ -232,7 +232,7 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
         def label(out: Path) -> None:
             rng = np.random.default_rng(stage_seed(exp.seed, "labels"))
             task_id = progress.add_task(f"labelling with {exp.labeler.name}", total=1)
-            result = exp.labeler.label([s["prompt"] for s in samples], [s["texts"] for s in samples], rng)
+            result = exp.labeler.label(train_examples, [s["texts"] for s in samples], rng)
             progress.advance(task_id)
             provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed}
             _write_jsonl(out / "labels.jsonl", [
@@ -295,7 +295,7 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     with progress_bar() as progress:
         trained_ids = _eval_samples(policy, tokenizer, eval_ids, exp, progress, "eval samples: trained policy")
         result = evaluate_policy(
-            policy, reference_model, tokenizer, exp.labeler, [e.prompt for e in eval_examples], eval_ids,
+            policy, reference_model, tokenizer, exp.labeler, eval_examples, eval_ids,
             trained_ids, initial_ids, exp.eval.temperature, exp.eval.batch_size, progress,
         )
     exp.tracker.log_metrics(result.metrics, step=trainer.global_step)

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from harness.eval.metrics import distinct_n, mean_ci, win_rate
 from harness.labelers.panel import Panel
 from harness.rl.rollout import batched_logps
+from harness.tasks.base import Example
 
 
 @dataclass
@@ -26,7 +27,7 @@ def evaluate_policy(
     reference: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     labeler: Panel,
-    prompts: Sequence[str],
+    examples: Sequence[Example],
     prompt_ids: Sequence[Sequence[int]],
     trained_ids: Sequence[Sequence[int]],
     initial_ids: Sequence[Sequence[int]],
@@ -42,9 +43,9 @@ def evaluate_policy(
     """
     decode = lambda ids: [tokenizer.decode(r, skip_special_tokens=True) for r in ids]  # noqa: E731
     trained, initial = decode(trained_ids), decode(initial_ids)
-    gold_trained = labeler.gold(prompts, trained)
-    gold_initial = labeler.gold(prompts, initial)
-    outcomes = labeler.compare(prompts, trained, initial)
+    gold_trained = labeler.gold(examples, trained)
+    gold_initial = labeler.gold(examples, initial)
+    outcomes = labeler.compare(examples, trained, initial)
     pad = tokenizer.pad_token_id
     logp = batched_logps(policy, prompt_ids, trained_ids, pad, batch_size, temperature, progress, "eval KL: policy")
     logp_ref = batched_logps(reference, prompt_ids, trained_ids, pad, batch_size, temperature, progress, "eval KL: reference")
@@ -58,9 +59,9 @@ def evaluate_policy(
     metrics["eval/length_init"] = float(np.mean([len(r) for r in initial_ids]))
     metrics["eval/distinct_2"] = distinct_n(trained, 2)
     metrics["eval/distinct_2_init"] = distinct_n(initial, 2)
-    metrics["eval/n"] = float(len(prompts))
+    metrics["eval/n"] = float(len(examples))
     table = pd.DataFrame({
-        "prompt": list(prompts), "initial": initial, "trained": trained,
+        "prompt": [e.prompt for e in examples], "initial": initial, "trained": trained,
         "gold_initial": gold_initial, "gold_trained": gold_trained,
         "trained_wins": outcomes, "kl": kl,
     })

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import InputError
+from harness.tasks.base import Example
 
-Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+Scorer = Callable[[Sequence[Example], Sequence[str]], np.ndarray]
 
 
 @dataclass
@@ -39,8 +40,8 @@ class Annotator:
         if not 0.0 <= self.flip_rate < 1.0:
             raise InputError(f"annotator {self.name}: flip_rate must be in [0, 1), got {self.flip_rate}")
 
-    def utilities(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.scorer(prompts, responses), dtype=np.float64) / self.scale
+    def utilities(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.scorer(examples, responses), dtype=np.float64) / self.scale
 
     def choose(self, utilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Noisy choice among k responses for each of N prompts; utilities (N, k) → (N,)."""
@@ -73,35 +74,33 @@ class Panel:
         if not self.annotators:
             raise InputError(f"labeler {self.name}: a panel needs at least one annotator")
 
-    def utilities(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def utilities(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         """Each annotator's noise-free utility of each response: (A, N)."""
-        return np.stack([a.utilities(prompts, responses) for a in self.annotators])
+        return np.stack([a.utilities(examples, responses) for a in self.annotators])
 
-    def gold(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def gold(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         """The panel's noise-free reward of each response: (N,)."""
-        return self.utilities(prompts, responses).mean(0)
+        return self.utilities(examples, responses).mean(0)
 
     def label(
-        self, prompts: Sequence[str], candidates: Sequence[Sequence[str]], rng: np.random.Generator
+        self, examples: Sequence[Example], candidates: Sequence[Sequence[str]], rng: np.random.Generator
     ) -> PanelLabels:
-        """Best-of-k labels: candidates[i] holds the k responses to prompts[i]."""
+        """Best-of-k labels: candidates[i] holds the k responses to examples[i]."""
         k = len(candidates[0])
         if k < 2 or any(len(c) != k for c in candidates):
             raise InputError(f"labeler {self.name}: every prompt needs the same k ≥ 2 responses")
-        flat_prompts = [p for p in prompts for _ in range(k)]
+        flat_examples = [e for e in examples for _ in range(k)]
         flat = [r for group in candidates for r in group]
-        util = self.utilities(flat_prompts, flat).reshape(len(self.annotators), len(prompts), k)
+        util = self.utilities(flat_examples, flat).reshape(len(self.annotators), len(examples), k)
         votes = np.stack([a.choose(u, rng) for a, u in zip(self.annotators, util)])  # (A, N)
         counts = np.stack([(votes == j).sum(0) for j in range(k)], axis=1)  # (N, k)
         top = counts == counts.max(1, keepdims=True)
         choice = np.argmax(top + rng.random(top.shape) * 0.5, axis=1)  # random among the tied
         return PanelLabels(choice=choice, votes=votes, agreement=pairwise_agreement(votes))
 
-    def compare(
-        self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]
-    ) -> np.ndarray:
-        """Noise-free panel preference of a over b per prompt: 1, 0.5 (tie) or 0."""
-        ua, ub = self.utilities(prompts, a), self.utilities(prompts, b)  # (A, N)
+    def compare(self, examples: Sequence[Example], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """Noise-free panel preference of a over b per example: 1, 0.5 (tie) or 0."""
+        ua, ub = self.utilities(examples, a), self.utilities(examples, b)  # (A, N)
         net = np.sign(ua - ub).sum(0)
         return np.where(net > 0, 1.0, np.where(net < 0, 0.0, 0.5))
 

@@ -1,7 +1,8 @@
 """Offline text scorers that simulated annotators build their judgements on.
 
-Each scorer maps a batch of responses (and their prompts) to one float per response, higher
-meaning better for the annotator's criterion. They load nothing from the network.
+Each scorer maps a batch of responses, with the examples they answer, to one float per
+response, higher meaning better for the annotator's criterion. They load nothing from the
+network.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import InputError
+from harness.tasks.base import Example
 
 
 class VaderScorer:
@@ -27,7 +29,7 @@ class VaderScorer:
 
         return SentimentIntensityAnalyzer()
 
-    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def __call__(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         return np.array([self._analyzer.polarity_scores(r)["compound"] for r in responses])
 
 
@@ -40,7 +42,7 @@ class TextBlobScorer:
 
     name = "textblob"
 
-    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def __call__(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         from textblob.en import sentiment
 
         return np.array([sentiment(r)[0] for r in responses], dtype=float)
@@ -93,7 +95,7 @@ class AnchorSimilarityScorer:
     def _direction(self) -> tuple[np.ndarray, np.ndarray]:
         return self._embed(self.positive).mean(0), self._embed(self.negative).mean(0)
 
-    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def __call__(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         pos, neg = self._direction
         emb = self._embed(responses)  # (N, D)
         return emb @ pos - emb @ neg

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.errors import InputError
 
@@ -15,11 +15,17 @@ LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "
 
 @dataclass(frozen=True)
 class Example:
-    """One prompt; `reference` is a human-written output where the task has one."""
+    """One prompt; `reference` is a human-written output where the task has one.
+
+    `prompt` is the exact text the policy continues. `meta` carries what the task knows
+    about the example beyond the prompt, for the labelers (e.g. a summarisation task's
+    `source` text, its key `facts`, its `preamble`); tasks document their keys.
+    """
 
     id: str
     prompt: str
     reference: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Task(Protocol):

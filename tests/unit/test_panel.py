@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from harness.errors import InputError
+from harness.tasks.base import Example
 from harness.labelers.panel import Annotator, Panel, pairwise_agreement
 
 
-def length_scorer(prompts, responses):  # noqa: ANN001, ANN201
+def length_scorer(examples, responses):  # noqa: ANN001, ANN201
     return np.array([float(len(r)) for r in responses])
 
 
@@ -38,11 +39,12 @@ def test_panel_majority_gold_and_compare() -> None:
     longer = Annotator("long", length_scorer, temperature=0.0)
     shorter = Annotator("short", lambda p, r: -length_scorer(p, r), temperature=0.0)
     panel = Panel("p", "1", [longer, longer, shorter])
-    labels = panel.label(["x", "y"], [["aa", "a"], ["b", "bbb"]], np.random.default_rng(0))
+    x, y, z = (Example(i, i) for i in "xyz")
+    labels = panel.label([x, y], [["aa", "a"], ["b", "bbb"]], np.random.default_rng(0))
     assert labels.choice.tolist() == [0, 1]
     assert labels.agreement == pytest.approx(1 / 3)  # one of three annotator pairs agrees
-    assert panel.gold(["x"], ["abc"]).tolist() == [pytest.approx(1.0)]  # (3 + 3 − 3) / 3
-    assert panel.compare(["x", "y", "z"], ["aa", "a", "c"], ["a", "aa", "d"]).tolist() == [1.0, 0.0, 0.5]
+    assert panel.gold([x], ["abc"]).tolist() == [pytest.approx(1.0)]  # (3 + 3 − 3) / 3
+    assert panel.compare([x, y, z], ["aa", "a", "c"], ["a", "aa", "d"]).tolist() == [1.0, 0.0, 0.5]
 
 
 def test_agreement() -> None:
@@ -62,5 +64,5 @@ def test_sentiment_scorers_agree_on_obvious_cases() -> None:
 
     texts = ["it was wonderful, I loved it", "it was awful and I hated it"]
     for scorer in (VaderScorer(), TextBlobScorer()):
-        good, bad = scorer(["", ""], texts)
+        good, bad = scorer([Example("a", ""), Example("b", "")], texts)
         assert good > 0 > bad
