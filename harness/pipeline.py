@@ -8,11 +8,13 @@ runs that share a stage share its output.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,6 +26,7 @@ from harness.cache import ArtifactCache, config_hash
 from harness.errors import InputError
 from harness.data.preference import PreferenceDataModule, PreferencePair
 from harness.eval.evaluate import evaluate_policy
+from harness.labelers.file import FileExamples, FileLabeler
 from harness.labelers.panel import Panel
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.sources import Corpus
@@ -80,7 +83,7 @@ class Experiment:
 
     task: Task
     model_source: ModelSource
-    labeler: Panel
+    labeler: Panel | FileLabeler
     loss_fn: PairLoss
     labels: LabelSettings
     sampling: SamplingSettings
@@ -92,6 +95,7 @@ class Experiment:
     run_dir: Path
     seed: int
     trainable_layers: int | None = None
+    judge: Panel | None = None  # evaluates; None: the labeler itself
     # The config subtrees that determine each input, used in artifact keys.
     keys: Mapping[str, Any] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -162,16 +166,40 @@ class Prepared:
     tokenizer: Any
     train_ids: list[list[int]]
     eval_ids: list[list[int]]
+    imported: FileExamples | None = None  # labels read from a file instead of the panel
+    imported_sha256: str = ""
+
+
+@dataclass
+class Labelled:
+    """Best-of-k comparisons ready for training, from the panel or from a file."""
+
+    prompt_ids: list[list[int]]
+    responses: list[list[list[int]]]  # [N][k] token ids
+    choices: list[int]
+    spec: dict[str, Any]  # what determines them: keys the reference log-probs
+    meta: dict[str, Any]  # provenance and agreement
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 def prepare(exp: Experiment) -> Prepared:
-    """Load the task's prompts and the initial policy and check that they fit together."""
+    """Load the prompts and the initial policy and check that they fit together."""
     task, n = exp.task, exp.labels.n
-    train_examples = task.examples("train")
+    imported = exp.labeler.as_examples() if isinstance(exp.labeler, FileLabeler) else None
+    if imported is not None:
+        if exp.judge is None:
+            raise InputError(
+                f"labeler=file ({exp.labeler.path}) has no gold judgement; choose a panel to evaluate "
+                "with, e.g. labeler@judge=sentiment_panel"
+            )
+        train_examples = imported.examples
+    else:
+        train_examples = task.examples("train")
     if n > len(train_examples):
-        raise InputError(f"labels.n={n} is larger than the {len(train_examples)} train prompts of task {task.name}")
+        where = f"comparisons in {exp.labeler.path}" if imported else f"train prompts of task {task.name}"
+        raise InputError(f"labels.n={n} is larger than the {len(train_examples)} {where}")
     eval_examples = task.examples("eval")[: exp.eval.n_prompts]
-    policy_dir = exp.model_source.materialize(exp.cache_dir, lambda: (e.prompt for e in train_examples))
+    policy_dir = exp.model_source.materialize(exp.cache_dir, lambda: (e.prompt for e in task.examples("train")))
     policy, tokenizer = load_causal_lm(policy_dir)
     freeze_lower_layers(policy, exp.trainable_layers)  # checked now, before any stage runs
     context = int(getattr(policy.config, "max_position_embeddings", 1 << 30))
@@ -180,6 +208,8 @@ def prepare(exp: Experiment) -> Prepared:
         train_examples, eval_examples, policy_dir, policy, tokenizer,
         encode_prompts(tokenizer, train_examples, task.max_new_tokens, context),
         encode_prompts(tokenizer, eval_examples, task.max_new_tokens, context),
+        imported,
+        hashlib.sha256(Path(exp.labeler.path).read_bytes()).hexdigest() if imported else "",
     )
 
 
@@ -198,88 +228,104 @@ def run_experiment(exp: Experiment) -> dict[str, float]:
     return metrics
 
 
+def sample_and_label(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress) -> Labelled:
+    """Samples of the initial policy, labelled best-of-k by the simulated panel."""
+    n, k = exp.labels.n, exp.labels.k
+    keys = {"model": exp.keys.get("model"), "task": exp.keys.get("task")}
+    samples_spec = keys | {"n": n, "k": k, "sampling": asdict(exp.sampling), "seed": exp.seed}
+
+    def sample(out: Path) -> None:
+        responses = generate_responses(
+            prep.policy, prep.tokenizer, prep.train_ids, max_new_tokens=exp.task.max_new_tokens,
+            temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
+            batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, "samples"),
+            progress=progress, desc=f"sampling {k} responses × {n} prompts",
+        )
+        _write_jsonl(out / "samples.jsonl", [
+            {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
+             "texts": [prep.tokenizer.decode(x, skip_special_tokens=True) for x in r]}
+            for e, p, r in zip(prep.train_examples, prep.train_ids, responses)
+        ])
+
+    samples = _read_jsonl(cache.get_or_build("samples", samples_spec, sample) / "samples.jsonl")
+    labels_spec = {"samples": config_hash(samples_spec), "labeler": exp.keys.get("labeler"), "seed": exp.seed}
+
+    def label(out: Path) -> None:
+        rng = np.random.default_rng(stage_seed(exp.seed, "labels"))
+        task_id = progress.add_task(f"labelling with {exp.labeler.name}", total=1)
+        result = exp.labeler.label(prep.train_examples, [s["texts"] for s in samples], rng)
+        progress.advance(task_id)
+        provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
+                      "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        _write_jsonl(out / "labels.jsonl", [
+            {"id": s["id"], "choice": int(c), "votes": v.tolist()} | provenance
+            for s, c, v in zip(samples, result.choice, result.votes.T)
+        ])
+        (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
+
+    labels_dir = cache.get_or_build("labels", labels_spec, label)
+    labels = _read_jsonl(labels_dir / "labels.jsonl")
+    return Labelled(
+        [s["prompt_ids"] for s in samples], [s["responses"] for s in samples], [lab["choice"] for lab in labels],
+        spec=samples_spec, meta=json.loads((labels_dir / "meta.json").read_text()),
+        artifacts={"samples": config_hash(samples_spec), "labels": config_hash(labels_spec)},
+    )
+
+
+def imported_labels(exp: Experiment, prep: Prepared) -> Labelled:
+    """Comparisons read from a file: responses tokenised, ended with EOS like a sample."""
+    assert prep.imported is not None
+    tok = prep.tokenizer
+    encode = lambda text: tok(text, add_special_tokens=False).input_ids + [tok.eos_token_id]  # noqa: E731
+    n = len(prep.train_examples)
+    responses = [[encode(r) for r in group] for group in prep.imported.candidates[:n]]
+    return Labelled(
+        prep.train_ids, responses, list(prep.imported.choices[:n]),
+        spec={"model": exp.keys.get("model"), "file": prep.imported_sha256, "n": n},
+        meta={"labeler": exp.labeler.name, "version": exp.labeler.version, "file": str(exp.labeler.path),
+              "sha256": prep.imported_sha256, "agreement": None},
+    )
+
+
 def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     cache = ArtifactCache(exp.cache_dir / "artifacts")
-    task, n, k = exp.task, exp.labels.n, exp.labels.k
-    train_examples, eval_examples = prep.train_examples, prep.eval_examples
-    policy, tokenizer, train_ids, eval_ids = prep.policy, prep.tokenizer, prep.train_ids, prep.eval_ids
-    policy_dir = prep.policy_dir
+    policy, tokenizer = prep.policy, prep.tokenizer
+    judge = exp.judge or exp.labeler
     keys = {"model": exp.keys.get("model"), "task": exp.keys.get("task")}
 
     with progress_bar() as progress:
-        # Samples of the initial policy to be labelled.
-        samples_spec = keys | {"n": n, "k": k, "sampling": asdict(exp.sampling), "seed": exp.seed}
-
-        def sample(out: Path) -> None:
-            responses = generate_responses(
-                policy, tokenizer, train_ids, max_new_tokens=task.max_new_tokens,
-                temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
-                batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, "samples"),
-                progress=progress, desc=f"sampling {k} responses × {n} prompts",
-            )
-            _write_jsonl(out / "samples.jsonl", [
-                {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
-                 "texts": [tokenizer.decode(x, skip_special_tokens=True) for x in r]}
-                for e, p, r in zip(train_examples, train_ids, responses)
-            ])
-
-        samples_dir = cache.get_or_build("samples", samples_spec, sample)
-        samples = _read_jsonl(samples_dir / "samples.jsonl")
-
-        # Labels from the simulated panel.
-        labels_spec = {"samples": config_hash(samples_spec), "labeler": exp.keys.get("labeler"), "seed": exp.seed}
-
-        def label(out: Path) -> None:
-            rng = np.random.default_rng(stage_seed(exp.seed, "labels"))
-            task_id = progress.add_task(f"labelling with {exp.labeler.name}", total=1)
-            result = exp.labeler.label(train_examples, [s["texts"] for s in samples], rng)
-            progress.advance(task_id)
-            provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed}
-            _write_jsonl(out / "labels.jsonl", [
-                {"id": s["id"], "choice": int(c), "votes": v.tolist()} | provenance
-                for s, c, v in zip(samples, result.choice, result.votes.T)
-            ])
-            (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
-
-        labels_dir = cache.get_or_build("labels", labels_spec, label)
-        labels = _read_jsonl(labels_dir / "labels.jsonl")
-        label_meta = json.loads((labels_dir / "meta.json").read_text())
+        labelled = imported_labels(exp, prep) if prep.imported else sample_and_label(exp, prep, cache, progress)
 
         # Reference log-probs, once per labelled response, so training holds one model.
-        ref_spec = {"samples": config_hash(samples_spec)}
+        ref_spec = {"labelled": config_hash(labelled.spec)}
 
         def reference(out: Path) -> None:
-            flat_p = [s["prompt_ids"] for s in samples for _ in s["responses"]]
-            flat_r = [r for s in samples for r in s["responses"]]
-            flat = batched_logps(policy, flat_p, flat_r, tokenizer.pad_token_id, exp.sampling.batch_size,
-                                 progress=progress, desc="reference log-probs")
-            (out / "ref_logps.json").write_text(json.dumps([flat[i * k : (i + 1) * k] for i in range(len(samples))]))
+            flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
+            flat_r = [r for group in labelled.responses for r in group]
+            flat = iter(batched_logps(policy, flat_p, flat_r, tokenizer.pad_token_id, exp.sampling.batch_size,
+                                      progress=progress, desc="reference log-probs"))
+            (out / "ref_logps.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
 
-        ref_dir = cache.get_or_build("ref_logps", ref_spec, reference)
-        ref_logps = json.loads((ref_dir / "ref_logps.json").read_text())
+        ref_logps = json.loads((cache.get_or_build("ref_logps", ref_spec, reference) / "ref_logps.json").read_text())
 
         # The initial policy's eval samples: the baseline of every run on this model and task.
         eval_spec = keys | {"eval": asdict(exp.eval), "seed": exp.seed}
 
         def eval_initial(out: Path) -> None:
-            responses = _eval_samples(policy, tokenizer, eval_ids, exp, progress, "eval samples: initial policy")
+            responses = _eval_samples(policy, tokenizer, prep.eval_ids, exp, progress, "eval samples: initial policy")
             (out / "responses.json").write_text(json.dumps(responses))
 
-        init_dir = cache.get_or_build("eval_initial", eval_spec, eval_initial)
-        initial_ids = json.loads((init_dir / "responses.json").read_text())
+        initial_ids = json.loads((cache.get_or_build("eval_initial", eval_spec, eval_initial) / "responses.json").read_text())
 
-    exp.tracker.set_tags({
-        "artifact.samples": config_hash(samples_spec), "artifact.labels": config_hash(labels_spec),
-        "artifact.ref_logps": config_hash(ref_spec), "artifact.eval_initial": config_hash(eval_spec),
-        "labeler.version": str(label_meta["version"]),
-    })
-    exp.tracker.log_metrics({"labels/agreement": label_meta["agreement"]})
+    artifacts = labelled.artifacts | {"ref_logps": config_hash(ref_spec), "eval_initial": config_hash(eval_spec)}
+    exp.tracker.set_tags({f"artifact.{k}": v for k, v in artifacts.items()} | {"labeler.version": str(labelled.meta["version"])})
+    if labelled.meta.get("agreement") is not None:
+        exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
 
-    pairs = build_pairs([s["prompt_ids"] for s in samples], [s["responses"] for s in samples],
-                        [lab["choice"] for lab in labels], ref_logps)
+    pairs = build_pairs(labelled.prompt_ids, labelled.responses, labelled.choices, ref_logps)
     n_val = int(round(len(pairs) * exp.train.val_fraction))
     if len(pairs) - n_val < 1:
-        raise InputError(f"labels.n={n} gives {len(pairs)} usable pairs: too few to train on")
+        raise InputError(f"labels.n={exp.labels.n} gives {len(pairs)} usable pairs: too few to train on")
     exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
     # Pairs are grouped by prompt, so the tail holds out whole prompts.
     data = PreferenceDataModule(pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :],
@@ -291,12 +337,13 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     trainer.fit(module, datamodule=data)
     policy = module.policy
 
-    reference_model, _ = load_causal_lm(policy_dir)
+    reference_model, _ = load_causal_lm(prep.policy_dir)
     with progress_bar() as progress:
-        trained_ids = _eval_samples(policy, tokenizer, eval_ids, exp, progress, "eval samples: trained policy")
+        trained_ids = _eval_samples(policy, tokenizer, prep.eval_ids, exp, progress, "eval samples: trained policy")
         result = evaluate_policy(
-            policy, reference_model, tokenizer, exp.labeler, eval_examples, eval_ids,
+            policy, reference_model, tokenizer, judge, prep.eval_examples, prep.eval_ids,
             trained_ids, initial_ids, exp.eval.temperature, exp.eval.batch_size, progress,
+            baseline_texts=getattr(exp.task, "baselines", None),
         )
     exp.tracker.log_metrics(result.metrics, step=trainer.global_step)
     exp.tracker.log_table(result.table, "eval_samples.json")

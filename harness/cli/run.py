@@ -33,6 +33,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     labeler = instantiate(cfg.labeler)
     model_source = instantiate(cfg.model.source)
     loss_fn = instantiate(cfg.loss.fn)
+    judge = instantiate(cfg.judge) if cfg.get("judge") else None
     tags = {
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
         "labeler": cfg.labeler.name, "seed": str(cfg.seed),
@@ -50,6 +51,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
         tracker=RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri),
         cache_dir=Path(cfg.paths.cache_dir).expanduser(),
         run_dir=run_dir, seed=int(cfg.seed), trainable_layers=cfg.model.get("trainable_layers"),
+        judge=judge,
         keys={"model": _plain(cfg.model.source), "task": _plain(cfg.task), "labeler": _plain(cfg.labeler)},
         tags=tags, params=flatten(_plain(cfg)),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +11,7 @@ from rich.progress import Progress
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.eval.metrics import distinct_n, mean_ci, win_rate
+from harness.eval.text_metrics import copy_fraction, rouge, starts_with_first_sentence
 from harness.labelers.panel import Panel
 from harness.rl.rollout import batched_logps
 from harness.tasks.base import Example
@@ -34,12 +35,15 @@ def evaluate_policy(
     temperature: float,
     batch_size: int,
     progress: Progress | None = None,
+    baseline_texts: Callable[[Sequence[Example]], dict[str, list[str]]] | None = None,
 ) -> EvalResult:
     """Metrics of the trained policy's samples against the initial policy's on the same prompts.
 
     KL(π‖π_ref) is the Monte Carlo mean of log π(y|x) − log π_ref(y|x) over the trained
     policy's samples y, both distributions taken at the sampling temperature (the one the
-    samples come from).
+    samples come from). Tasks with references add ROUGE; tasks whose examples carry a
+    `source` add copying statistics; `baseline_texts` (e.g. lead-3 and the reference) are
+    scored by the same gold and ROUGE, and the trained policy's win rate against each.
     """
     decode = lambda ids: [tokenizer.decode(r, skip_special_tokens=True) for r in ids]  # noqa: E731
     trained, initial = decode(trained_ids), decode(initial_ids)
@@ -60,9 +64,32 @@ def evaluate_policy(
     metrics["eval/distinct_2"] = distinct_n(trained, 2)
     metrics["eval/distinct_2_init"] = distinct_n(initial, 2)
     metrics["eval/n"] = float(len(examples))
+    metrics |= text_metrics(examples, trained, "")
+    metrics |= text_metrics(examples, initial, "_init")
+    baselines = baseline_texts(examples) if baseline_texts else {}
+    for name, texts in baselines.items():
+        metrics |= mean_ci(labeler.gold(examples, texts)).as_metrics(f"eval/{name}_gold_reward")
+        metrics |= win_rate(labeler.compare(examples, trained, texts)).as_metrics(f"eval/winrate_vs_{name}")
+        metrics |= text_metrics(examples, texts, "", prefix=f"eval/{name}_")
     table = pd.DataFrame({
         "prompt": [e.prompt for e in examples], "initial": initial, "trained": trained,
         "gold_initial": gold_initial, "gold_trained": gold_trained,
         "trained_wins": outcomes, "kl": kl,
     })
     return EvalResult(metrics, table)
+
+
+def text_metrics(
+    examples: Sequence[Example], texts: Sequence[str], suffix: str, prefix: str = "eval/"
+) -> dict[str, float]:
+    """ROUGE against references, and copying from the source, where the task has them."""
+    metrics: dict[str, float] = {}
+    references = [e.reference for e in examples]
+    if references and all(references):
+        metrics |= {f"{prefix}{k}{suffix}": float(v) for k, v in rouge(texts, references).items()}  # type: ignore[arg-type]
+    if examples and all("source" in e.meta for e in examples):
+        copied = [copy_fraction(t, e.meta["source"]) for e, t in zip(examples, texts)]
+        lead = [float(starts_with_first_sentence(t, e.meta["first_sentence"])) for e, t in zip(examples, texts)]
+        metrics[f"{prefix}copy_fraction{suffix}"] = float(np.mean(copied))
+        metrics[f"{prefix}starts_with_lead{suffix}"] = float(np.mean(lead))
+    return metrics
