@@ -1,0 +1,87 @@
+"""Every task end to end on the tiny model, and real human labels imported from a file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+TASKS = {
+    "sentiment_tiny": [],
+    "descriptive_tiny": [],
+    "tldr_tiny": ["eval/rouge1", "eval/rouge_avg", "eval/copy_fraction", "eval/lead3_gold_reward", "eval/winrate_vs_reference"],
+    "cnndm_tiny": ["eval/rouge2", "eval/rougeL", "eval/starts_with_lead", "eval/reference_rouge1"],
+}
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def finished_run(env: dict[str, str], experiment: str):  # noqa: ANN201
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    return runs[0]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_task_end_to_end(task: str, harness_env: dict[str, str], workdir: Path) -> None:
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": f"e2e-{task}"}
+    proc = run(["experiment=smoke", f"task={task}", f"hydra.run.dir={workdir / task}"], env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = finished_run(env, f"e2e-{task}").data.metrics
+    for key in ["eval/gold_reward", "eval/winrate_vs_init", "eval/kl", "train/loss", *TASKS[task]]:
+        assert key in metrics, key
+    if "eval/rouge1" in TASKS[task]:
+        # The reference scored against itself: ROUGE 1 by construction.
+        assert metrics["eval/reference_rouge1"] == pytest.approx(1.0)
+
+
+def write_comparisons(path: Path, n: int) -> None:
+    rows = [
+        {"prompt": f"Review {i}: the hotel by the river was", "responses": [" lovely and warm.", " dirty and loud."],
+         "choice": 0, "annotator": f"a{i % 3}"}
+        for i in range(n)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def test_file_labels_train_and_judge_evaluates(harness_env: dict[str, str], workdir: Path) -> None:
+    path = workdir / "human.jsonl"
+    write_comparisons(path, 24)
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "e2e-file"}
+    args = ["experiment=smoke", "labeler=file", f"labeler.path={path}", "labeler@judge=lexicon_panel",
+            "labels.n=20", f"hydra.run.dir={workdir / 'file'}"]
+    proc = run(args, env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = finished_run(env, "e2e-file")
+    assert r.data.tags["labeler"] == "file"
+    assert r.data.metrics["labels/pairs"] == 20
+    assert "eval/winrate_vs_init" in r.data.metrics
+
+
+def test_file_labels_need_a_judge_and_enough_rows(harness_env: dict[str, str], workdir: Path) -> None:
+    path = workdir / "few.jsonl"
+    write_comparisons(path, 5)
+    proc = run(["experiment=smoke", "labeler=file", f"labeler.path={path}"], harness_env, workdir)
+    assert proc.returncode == 2 and "labeler@judge" in proc.stderr
+    proc = run(["experiment=smoke", "labeler=file", f"labeler.path={path}", "labeler@judge=lexicon_panel", "labels.n=10"],
+               harness_env, workdir)
+    assert proc.returncode == 2 and "few.jsonl" in proc.stderr and "labels.n=10" in proc.stderr
+
+
+def test_bad_comparisons_file_is_one_line_naming_the_line(harness_env: dict[str, str], workdir: Path) -> None:
+    path = workdir / "bad.jsonl"
+    write_comparisons(path, 3)
+    path.write_text(path.read_text() + '{"prompt": "x", "responses": ["a", "b"], "choice": 5}\n')
+    proc = run(["experiment=smoke", "labeler=file", f"labeler.path={path}", "labeler@judge=lexicon_panel", "labels.n=2"],
+               harness_env, workdir)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("harness: error:")]
+    assert len(errors) == 1 and "bad.jsonl:4" in errors[0] and "choice" in errors[0]
