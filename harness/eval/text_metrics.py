@@ -1,85 +1,16 @@
-"""Pure text metrics for summaries: ROUGE, copying from the source, lead-k baselines.
+"""Pure text metrics for summaries: ROUGE and copying from the source.
 
-Sentences are split by a regular expression rather than NLTK's punkt, whose data cannot be
-downloaded here. The labelers reuse `split_sentences`, `words` and `starts_with_first_sentence`
-so that the gold and the logged metrics agree on what a sentence and a copied lead are.
+Sentences and words come from `harness.text`, shared with the tasks and the summary gold.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from harness.errors import InputError
-
-# Tokens ending in "." that do not end a sentence. Single capital letters (initials such as
-# "J. K. Rowling") are handled separately.
-ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "cf",
-    "approx", "fig", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul",
-    "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "a.m", "p.m", "gov", "sen", "lt",
-    "sgt", "capt",
-})
-
-# A run of terminal punctuation, any closing quotes or brackets, then whitespace. Decimals
-# ("3.5") never match because no whitespace follows the point.
-_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
-_PARAGRAPH = re.compile(r"\n\s*\n")
-_WORD_BEFORE = re.compile(r"([\w.]+)$")
-# Numbers keep their decimal point and thousands separators ("3.5", "1,200"); words are
-# letter runs, so "don't" → "don", "t" and "27M" → "27", "m".
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`: split after . ! ? (and closing quotes) followed by whitespace.
-
-    Blank lines always end a sentence. A full stop after a known abbreviation ("Mr.", "e.g.")
-    or a single capital letter (an initial) does not.
-    """
-    sentences: list[str] = []
-    for paragraph in _PARAGRAPH.split(text):
-        start = 0
-        for match in _BOUNDARY.finditer(paragraph):
-            stop = match.end()
-            if match.group().strip().rstrip("\"'”’)]") == ".":
-                before = _WORD_BEFORE.search(paragraph[start : match.start()])
-                token = before.group(1) if before else ""
-                if token.lower() in ABBREVIATIONS or (len(token) == 1 and token.isupper()):
-                    continue
-            sentence = paragraph[start:stop].strip()
-            if sentence:
-                sentences.append(sentence)
-            start = stop
-        tail = paragraph[start:].strip()
-        if tail:
-            sentences.append(tail)
-    return sentences
-
-
-def lead_k(text: str, k: int = 3) -> str:
-    """The first k sentences of `text`: the lead-k baseline summary."""
-    if k < 1:
-        raise InputError(f"lead_k: k must be ≥ 1, got {k}")
-    return " ".join(split_sentences(text)[:k])
-
-
-def words(text: str) -> list[str]:
-    """Lower-case word and number tokens; thousands separators dropped ("1,200" → "1200")."""
-    out = []
-    for tok in _TOKEN.findall(text.lower()):
-        if tok[0].isdigit():
-            tok = tok.replace(",", "")
-        out.append(tok)
-    return out
-
-
-def normalise(text: str) -> str:
-    """Lower case with runs of whitespace collapsed to one space."""
-    return " ".join(text.lower().split())
-
+from harness.text import normalise, split_sentences, starts_with_first_sentence
 
 def copy_fraction(summary: str, source: str) -> float:
     """Fraction of the summary's sentences found verbatim in the source (after `normalise`).
@@ -91,17 +22,6 @@ def copy_fraction(summary: str, source: str) -> float:
         return 0.0
     src = normalise(source)
     return sum(normalise(s) in src for s in sentences) / len(sentences)
-
-
-def starts_with_first_sentence(summary: str, first_sentence: str, max_words: int = 8) -> bool:
-    """Whether the summary opens with the source's first sentence (a copied lead).
-
-    Compares word tokens (case and punctuation ignored): true when the summary's first
-    min(len(first_sentence), max_words) words equal the first sentence's, so a copied lead
-    that was cut short still counts. An empty first sentence never matches.
-    """
-    lead = words(first_sentence)[:max_words]
-    return bool(lead) and words(summary)[: len(lead)] == lead
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:

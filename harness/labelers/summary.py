@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.errors import InputError
-from harness.eval.text_metrics import split_sentences, starts_with_first_sentence, words
+from harness.text import split_sentences, starts_with_first_sentence, words
 from harness.labelers.panel import Scorer
 from harness.labelers.scorers import minilm_path
 from harness.tasks.base import Example

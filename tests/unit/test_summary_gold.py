@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from harness.errors import InputError
-from harness.eval.text_metrics import lead_k
+from harness.text import lead_k
 from harness.labelers.panel import Panel
 from harness.labelers.summary import (
     Brevity,

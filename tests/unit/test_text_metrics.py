@@ -3,16 +3,8 @@
 import pytest
 
 from harness.errors import InputError
-from harness.eval.text_metrics import (
-    copy_fraction,
-    first_sentence_rate,
-    lead_k,
-    mean_copy_fraction,
-    rouge,
-    split_sentences,
-    starts_with_first_sentence,
-    words,
-)
+from harness.eval.text_metrics import copy_fraction, first_sentence_rate, mean_copy_fraction, rouge
+from harness.text import lead_k, split_sentences, starts_with_first_sentence, words
 
 
 def test_rouge_identical_and_disjoint() -> None:
