@@ -15,12 +15,12 @@ from harness.tasks.cnndm import CnnDmTask, generate_articles
 from harness.tasks.summarization import (
     KEYWORD_STOPWORDS,
     Document,
+    GeneratorFn,
     SummarizationTask,
     find_entities,
-    keyword_tokens,
-    split_sentences,
 )
 from harness.tasks.tldr import TldrTask, generate_posts
+from harness.text import split_sentences, words
 
 META_KEYS = {"source", "facts", "preamble", "entities", "first_sentence"}
 
@@ -35,13 +35,13 @@ def cnndm() -> CnnDmTask:
     return CnnDmTask()
 
 
-def _words(text: str) -> int:
+def _n_words(text: str) -> int:
     return len(text.split())
 
 
 def _covers(keywords: list[str], text: str) -> bool:
     """The labelers' rule: more than half of a fact's keywords occur in the text."""
-    tokens = set(keyword_tokens(text))
+    tokens = set(words(text))
     return sum(k in tokens for k in keywords) > len(keywords) / 2
 
 
@@ -50,7 +50,7 @@ def _signature(docs: list[Document]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("generate", [generate_posts, generate_articles])
-def test_generators_are_deterministic_and_seeded(generate) -> None:  # noqa: ANN001
+def test_generators_are_deterministic_and_seeded(generate: GeneratorFn) -> None:
     assert _signature(generate(60, 1)) == _signature(generate(60, 1))
     assert not {d.source for d in generate(60, 1)} & {d.source for d in generate(60, 2)}
     # A longer draw starts with the shorter one, so n_train does not reshuffle the corpus.
@@ -68,7 +68,7 @@ def test_default_sizes_and_disjoint_splits(tldr: TldrTask, cnndm: CnnDmTask) -> 
 
 
 @pytest.mark.parametrize("generate,n", [(generate_posts, 5500), (generate_articles, 3300)])
-def test_generating_default_sizes_is_fast(generate, n: int) -> None:  # noqa: ANN001
+def test_generating_default_sizes_is_fast(generate: GeneratorFn, n: int) -> None:
     start = time.process_time()
     assert len(generate(n, 7)) == n
     assert time.process_time() - start < 2.0
@@ -76,12 +76,12 @@ def test_generating_default_sizes_is_fast(generate, n: int) -> None:  # noqa: AN
 
 def test_word_counts(tldr: TldrTask, cnndm: CnnDmTask) -> None:
     posts = tldr.examples("train")
-    assert all(75 <= _words(e.meta["source"]) <= 190 for e in posts)
-    assert all(15 <= _words(e.reference) <= 40 for e in posts)
+    assert all(75 <= _n_words(e.meta["source"]) <= 190 for e in posts)
+    assert all(15 <= _n_words(e.reference) <= 40 for e in posts)
     articles = cnndm.examples("train")
-    assert all(90 <= _words(e.meta["source"]) <= 190 for e in articles)
+    assert all(90 <= _n_words(e.meta["source"]) <= 190 for e in articles)
     assert all(2 <= len(e.reference.splitlines()) <= 4 for e in articles)
-    assert all(all(3 <= _words(h) <= 20 for h in e.reference.splitlines()) for e in articles)
+    assert all(all(3 <= _n_words(h) <= 20 for h in e.reference.splitlines()) for e in articles)
 
 
 @pytest.mark.parametrize("which", ["tldr", "cnndm"])
@@ -93,7 +93,7 @@ def test_meta_schema_is_consistent(which: str, tldr: TldrTask, cnndm: CnnDmTask)
         assert isinstance(source, str) and source in e.prompt
         assert isinstance(meta["preamble"], str) and source.startswith(meta["preamble"])
         assert meta["first_sentence"] == split_sentences(source)[0]
-        source_tokens = set(keyword_tokens(source))
+        source_tokens = set(words(source))
         assert meta["facts"]
         for fact in meta["facts"]:
             assert set(fact) == {"text", "keywords"} and fact["text"] in source
@@ -120,7 +120,7 @@ def test_preambles_names_and_the_question(tldr: TldrTask) -> None:
     assert 0.4 < len(with_preamble) / len(posts) < 0.7
     for e in with_preamble:
         assert e.meta["first_sentence"] in e.meta["preamble"]
-        content = [w for w in keyword_tokens(e.meta["preamble"]) if w not in KEYWORD_STOPWORDS]
+        content = [w for w in words(e.meta["preamble"]) if w not in KEYWORD_STOPWORDS]
         assert not _covers(content, e.reference)  # the TL;DR skips the preamble
     # Ages like "(24F)" and the other person's name are entities; the last fact is the question.
     assert sum(bool(re.search(r"\((\d\d ?/?[MF]|[MF]\d\d)\)", e.meta["source"])) for e in posts) == len(posts)
@@ -143,7 +143,7 @@ def test_variety(tldr: TldrTask, cnndm: CnnDmTask) -> None:
     articles = generate_articles(1000, 0)
     assert len({a.topic for a in articles}) >= 12
     assert len({" ".join(a.source.split()[:5]) for a in articles}) >= 500
-    assert len({f.text for a in articles for f in a.facts}) >= 2000
+    assert len({f.text for a in articles for f in a.facts}) >= 1500
 
 
 def test_lead3_is_strong_for_news_and_weak_for_posts(tldr: TldrTask, cnndm: CnnDmTask) -> None:
@@ -161,14 +161,9 @@ def test_lead3_is_strong_for_news_and_weak_for_posts(tldr: TldrTask, cnndm: CnnD
     assert news > 0.45 and posts < 0.3 and news > posts + 0.2
 
 
-def test_split_sentences_and_entities() -> None:
-    text = 'Dr. Patel met J. Smith at 5 p.m. on Friday. "It was fine," she said. Really?\nNew line here'
-    assert split_sentences(text) == [
-        "Dr. Patel met J. Smith at 5 p.m. on Friday.", '"It was fine," she said.', "Really?", "New line here",
-    ]
-    assert split_sentences("I (24F) saw him. he left. Then I cried!") == ["I (24F) saw him. he left.", "Then I cried!"]
+def test_regex_entities_of_real_text() -> None:
     assert find_entities("The Denver office paid $1,200 to Jake. I said yes.") == ["Denver", "1,200", "Jake"]
-    assert keyword_tokens("Jake's $1,200 and 4.5 years (24F)") == ["jake", "s", "1200", "and", "4.5", "years", "24", "f"]
+    assert find_entities("Hi all. My boyfriend Sam (21M) left on Friday.") == ["Sam", "21", "Friday"]
 
 
 def test_generator_hook_and_missing_generator() -> None:
@@ -176,6 +171,9 @@ def test_generator_hook_and_missing_generator() -> None:
     assert [e.meta["source"] for e in task.examples("train")] == [d.source for d in generate_articles(6, 0)[:4]]
     with pytest.raises(InputError, match="generator"):
         SummarizationTask().examples("train")
+    assert max(_n_words(d.source) for d in generate_posts(200, 0, max_words=140)) <= 140
+    with pytest.raises(InputError, match="max_words"):
+        generate_articles(5, 0, max_words=60)
 
 
 def test_configs_match_the_dataclass_defaults() -> None:
@@ -185,7 +183,8 @@ def test_configs_match_the_dataclass_defaults() -> None:
             tiny = instantiate(compose(config_name="config", overrides=[f"task={option}_tiny"]).task)
         assert task == cls()
         assert (tiny.n_train, tiny.n_eval, tiny.max_new_tokens) == (64, 16, 16)
-        assert len(tiny.examples("eval")) == 16
+        examples = tiny.examples("train") + tiny.examples("eval")
+        assert len(examples) == 80 and max(_n_words(e.meta["source"]) for e in examples) <= 150
 
 
 TLDR_ROWS = [
