@@ -1,0 +1,32 @@
+"""Reward-model losses on scalar rewards (Ziegler et al., 2019, eq. 1; Bradley & Terry, 1952)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Metrics = dict[str, torch.Tensor]
+
+
+def pairwise_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    """Bradley–Terry loss on rewards of shape (B,): L = −log σ(r_w − r_l)."""
+    margin = chosen_rewards - rejected_rewards  # (B,)
+    loss = -F.logsigmoid(margin).mean()
+    return loss, {"accuracy": (margin.detach() > 0).float().mean(), "reward_margin": margin.detach().mean()}
+
+
+def best_of_k_loss(rewards: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    """The paper's k-way softmax loss on rewards (B, k) and chosen indices (B,).
+
+        L = −log [ exp r_b / Σ_i exp r_i ]
+
+    For k = 2 it equals `pairwise_loss`. Accuracy: the chosen response has the top reward.
+    """
+    loss = F.cross_entropy(rewards, choice)
+    detached = rewards.detach()
+    best = detached.gather(1, choice[:, None]).squeeze(1)  # (B,)
+    others = (detached.sum(1) - best) / (rewards.shape[1] - 1)
+    return loss, {
+        "accuracy": (detached.argmax(1) == choice).float().mean(),
+        "reward_margin": (best - others).mean(),
+    }
