@@ -18,24 +18,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-import lightning as L
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.cache import ArtifactCache, config_hash
 from harness.errors import InputError
-from harness.data.preference import PreferenceDataModule, PreferencePair
 from harness.eval.evaluate import evaluate_policy
 from harness.labelers.file import FileExamples, FileLabeler
 from harness.labelers.panel import Panel
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.sources import Corpus
-from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss
-from harness.rl.rollout import batched_logps, generate_responses
+from harness.methods import EvalPolicy, TrainContext, eval_samples
+from harness.rl.rollout import generate_responses
 from harness.tasks.base import Example, Task
 from harness.tracking import RunTracker
 
 log = logging.getLogger(__name__)
+
+
+class Method(Protocol):
+    def fit(self, ctx: TrainContext) -> EvalPolicy: ...
 
 
 class ModelSource(Protocol):
@@ -84,7 +86,7 @@ class Experiment:
     task: Task
     model_source: ModelSource
     labeler: Panel | FileLabeler
-    loss_fn: PairLoss
+    method: Method
     labels: LabelSettings
     sampling: SamplingSettings
     train: TrainSettings
@@ -135,24 +137,6 @@ def encode_prompts(tokenizer, examples: Sequence[Example], max_new_tokens: int, 
             f"context of {context}; shorten the prompts or task.max_new_tokens"
         )
     return ids
-
-
-def build_pairs(
-    prompt_ids: Sequence[Sequence[int]],
-    responses: Sequence[Sequence[Sequence[int]]],
-    choices: Sequence[int],
-    ref_logps: Sequence[Sequence[float]],
-) -> list[PreferencePair]:
-    """Best-of-k labels to pairs: the chosen response against each of the k−1 others.
-
-    Identical responses carry no preference and are skipped.
-    """
-    pairs = []
-    for p, group, best, ref in zip(prompt_ids, responses, choices, ref_logps):
-        for j, other in enumerate(group):
-            if j != best and list(other) != list(group[best]):
-                pairs.append(PreferencePair(tuple(p), tuple(group[best]), tuple(other), ref[best], ref[j]))
-    return pairs
 
 
 @dataclass
@@ -296,64 +280,29 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     with progress_bar() as progress:
         labelled = imported_labels(exp, prep) if prep.imported else sample_and_label(exp, prep, cache, progress)
 
-        # Reference log-probs, once per labelled response, so training holds one model.
-        ref_spec = {"labelled": config_hash(labelled.spec)}
-
-        def reference(out: Path) -> None:
-            flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
-            flat_r = [r for group in labelled.responses for r in group]
-            flat = iter(batched_logps(policy, flat_p, flat_r, tokenizer.pad_token_id, exp.sampling.batch_size,
-                                      progress=progress, desc="reference log-probs"))
-            (out / "ref_logps.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
-
-        ref_logps = json.loads((cache.get_or_build("ref_logps", ref_spec, reference) / "ref_logps.json").read_text())
-
         # The initial policy's eval samples: the baseline of every run on this model and task.
         eval_spec = keys | {"eval": asdict(exp.eval), "seed": exp.seed}
 
         def eval_initial(out: Path) -> None:
-            responses = _eval_samples(policy, tokenizer, prep.eval_ids, exp, progress, "eval samples: initial policy")
+            responses = eval_samples(policy, tokenizer, prep.eval_ids, exp, progress, "eval samples: initial policy")
             (out / "responses.json").write_text(json.dumps(responses))
 
         initial_ids = json.loads((cache.get_or_build("eval_initial", eval_spec, eval_initial) / "responses.json").read_text())
 
-    artifacts = labelled.artifacts | {"ref_logps": config_hash(ref_spec), "eval_initial": config_hash(eval_spec)}
+    artifacts = labelled.artifacts | {"eval_initial": config_hash(eval_spec)}
     exp.tracker.set_tags({f"artifact.{k}": v for k, v in artifacts.items()} | {"labeler.version": str(labelled.meta["version"])})
     if labelled.meta.get("agreement") is not None:
         exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
 
-    pairs = build_pairs(labelled.prompt_ids, labelled.responses, labelled.choices, ref_logps)
-    n_val = int(round(len(pairs) * exp.train.val_fraction))
-    if len(pairs) - n_val < 1:
-        raise InputError(f"labels.n={exp.labels.n} gives {len(pairs)} usable pairs: too few to train on")
-    exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
-    # Pairs are grouped by prompt, so the tail holds out whole prompts.
-    data = PreferenceDataModule(pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :],
-                                tokenizer.pad_token_id, exp.train.batch_size, stage_seed(exp.seed, "train"))
-    module = OfflinePreferenceModule(policy, exp.loss_fn, lr=exp.train.lr,
-                                     weight_decay=exp.train.weight_decay, warmup_steps=exp.train.warmup_steps)
-    trainer = L.Trainer(logger=exp.tracker.lightning_logger(), default_root_dir=str(exp.run_dir),
-                        limit_val_batches=1.0 if n_val else 0, **exp.trainer_kwargs)
-    trainer.fit(module, datamodule=data)
-    policy = module.policy
+    trained = exp.method.fit(TrainContext(exp, prep, labelled, cache, progress_bar))
 
-    reference_model, _ = load_causal_lm(prep.policy_dir)
     with progress_bar() as progress:
-        trained_ids = _eval_samples(policy, tokenizer, prep.eval_ids, exp, progress, "eval samples: trained policy")
+        trained_ids = trained.responses(prep.eval_ids, progress)
+        kl = trained.kl(prep.eval_ids, trained_ids, progress)
         result = evaluate_policy(
-            policy, reference_model, tokenizer, judge, prep.eval_examples, prep.eval_ids,
-            trained_ids, initial_ids, exp.eval.temperature, exp.eval.batch_size, progress,
+            tokenizer, judge, prep.eval_examples, trained_ids, initial_ids, kl,
             baseline_texts=getattr(exp.task, "baselines", None),
         )
-    exp.tracker.log_metrics(result.metrics, step=trainer.global_step)
+    exp.tracker.log_metrics(result.metrics, step=1)
     exp.tracker.log_table(result.table, "eval_samples.json")
     return result.metrics
-
-
-def _eval_samples(policy, tokenizer, eval_ids, exp: Experiment, progress: Progress, desc: str) -> list[list[int]]:  # noqa: ANN001
-    responses = generate_responses(
-        policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
-        temperature=exp.eval.temperature, k=1, batch_size=exp.eval.batch_size,
-        seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc,
-    )
-    return [r[0] for r in responses]

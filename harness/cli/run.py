@@ -32,7 +32,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     task = instantiate(cfg.task)
     labeler = instantiate(cfg.labeler)
     model_source = instantiate(cfg.model.source)
-    loss_fn = instantiate(cfg.loss.fn)
+    method = instantiate(cfg.loss.method)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
     tags = {
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
@@ -42,7 +42,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
         tags["experiment"] = str(cfg.experiment_name)
     run_name = cfg.logger.run_name or f"{cfg.task.name}-{cfg.loss.name}-{cfg.model.name}-n{cfg.labels.n}-b{cfg.loss.beta}"
     return Experiment(
-        task=task, model_source=model_source, labeler=labeler, loss_fn=loss_fn,
+        task=task, model_source=model_source, labeler=labeler, method=method,
         labels=LabelSettings(**_plain(cfg.labels)),
         sampling=SamplingSettings(**_plain(cfg.sampling)),
         train=TrainSettings(**_plain(cfg.train)),
@@ -52,7 +52,8 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
         cache_dir=Path(cfg.paths.cache_dir).expanduser(),
         run_dir=run_dir, seed=int(cfg.seed), trainable_layers=cfg.model.get("trainable_layers"),
         judge=judge,
-        keys={"model": _plain(cfg.model.source), "task": _plain(cfg.task), "labeler": _plain(cfg.labeler)},
+        keys={"model": _plain(cfg.model.source), "task": _plain(cfg.task), "labeler": _plain(cfg.labeler),
+              "reward_model": _plain(cfg.loss.reward_model) if "reward_model" in cfg.loss else None},
         tags=tags, params=flatten(_plain(cfg)),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
     )

@@ -75,3 +75,55 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def transfer_batch_to_device(self, batch: PairBatch, device: torch.device, dataloader_idx: int) -> PairBatch:
         return batch.transfer(device)
+
+
+@dataclass(frozen=True)
+class ComparisonGroup:
+    """k responses to one prompt and the index of the preferred one (reward-model data)."""
+
+    prompt_ids: tuple[int, ...]
+    responses: tuple[tuple[int, ...], ...]
+    choice: int
+
+
+@dataclass
+class GroupBatch:
+    tokens: TokenBatch  # B·k rows, group-major
+    choice: torch.Tensor  # (B,)
+    k: int
+
+    def transfer(self, device: torch.device | str) -> GroupBatch:
+        return GroupBatch(self.tokens.to(device), self.choice.to(device), self.k)
+
+
+class GroupCollator:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, groups: Sequence[ComparisonGroup]) -> GroupBatch:
+        k = len(groups[0].responses)
+        if any(len(g.responses) != k for g in groups):
+            raise ValueError("GroupCollator: every comparison in a batch needs the same number of responses")
+        prompts = [g.prompt_ids for g in groups for _ in range(k)]
+        responses = [r for g in groups for r in g.responses]
+        return GroupBatch(pack(prompts, responses, self.pad_id), torch.tensor([g.choice for g in groups]), k)
+
+
+class ComparisonDataModule(L.LightningDataModule):
+    def __init__(self, train: Sequence[ComparisonGroup], val: Sequence[ComparisonGroup], pad_id: int,
+                 batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.train, self.val = list(train), list(val)
+        self.collate = GroupCollator(pad_id)
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=gen, collate_fn=self.collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate)
+
+    def transfer_batch_to_device(self, batch: GroupBatch, device: torch.device, dataloader_idx: int) -> GroupBatch:
+        return batch.transfer(device)

@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from rich.progress import Progress
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from harness.eval.metrics import distinct_n, mean_ci, win_rate
 from harness.eval.text_metrics import copy_fraction, rouge, starts_with_first_sentence
 from harness.labelers.panel import Panel
-from harness.rl.rollout import batched_logps
 from harness.tasks.base import Example
 
 
@@ -24,36 +22,27 @@ class EvalResult:
 
 
 def evaluate_policy(
-    policy: PreTrainedModel,
-    reference: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    labeler: Panel,
+    judge: Panel,
     examples: Sequence[Example],
-    prompt_ids: Sequence[Sequence[int]],
     trained_ids: Sequence[Sequence[int]],
     initial_ids: Sequence[Sequence[int]],
-    temperature: float,
-    batch_size: int,
-    progress: Progress | None = None,
+    kl: np.ndarray,
     baseline_texts: Callable[[Sequence[Example]], dict[str, list[str]]] | None = None,
 ) -> EvalResult:
-    """Metrics of the trained policy's samples against the initial policy's on the same prompts.
+    """Metrics of the trained policy's responses against the initial policy's on the same prompts.
 
-    KL(π‖π_ref) is the Monte Carlo mean of log π(y|x) − log π_ref(y|x) over the trained
-    policy's samples y, both distributions taken at the sampling temperature (the one the
-    samples come from). Tasks with references add ROUGE; tasks whose examples carry a
-    `source` add copying statistics; `baseline_texts` (e.g. lead-3 and the reference) are
-    scored by the same gold and ROUGE, and the trained policy's win rate against each.
+    `kl` holds a per-sample estimate of KL(π‖π_ref) (the method's: log-prob differences on
+    the policy's own samples, or an analytic value). Tasks with references add ROUGE; tasks
+    whose examples carry a `source` add copying statistics; `baseline_texts` (e.g. lead-3
+    and the reference) are scored by the same gold and ROUGE, and the trained policy's win
+    rate against each.
     """
     decode = lambda ids: [tokenizer.decode(r, skip_special_tokens=True) for r in ids]  # noqa: E731
     trained, initial = decode(trained_ids), decode(initial_ids)
-    gold_trained = labeler.gold(examples, trained)
-    gold_initial = labeler.gold(examples, initial)
-    outcomes = labeler.compare(examples, trained, initial)
-    pad = tokenizer.pad_token_id
-    logp = batched_logps(policy, prompt_ids, trained_ids, pad, batch_size, temperature, progress, "eval KL: policy")
-    logp_ref = batched_logps(reference, prompt_ids, trained_ids, pad, batch_size, temperature, progress, "eval KL: reference")
-    kl = np.asarray(logp) - np.asarray(logp_ref)
+    gold_trained = judge.gold(examples, trained)
+    gold_initial = judge.gold(examples, initial)
+    outcomes = judge.compare(examples, trained, initial)
     metrics: dict[str, float] = {}
     metrics |= mean_ci(gold_trained).as_metrics("eval/gold_reward")
     metrics |= mean_ci(gold_initial).as_metrics("eval/gold_reward_init")
@@ -68,8 +57,8 @@ def evaluate_policy(
     metrics |= text_metrics(examples, initial, "_init")
     baselines = baseline_texts(examples) if baseline_texts else {}
     for name, texts in baselines.items():
-        metrics |= mean_ci(labeler.gold(examples, texts)).as_metrics(f"eval/{name}_gold_reward")
-        metrics |= win_rate(labeler.compare(examples, trained, texts)).as_metrics(f"eval/winrate_vs_{name}")
+        metrics |= mean_ci(judge.gold(examples, texts)).as_metrics(f"eval/{name}_gold_reward")
+        metrics |= win_rate(judge.compare(examples, trained, texts)).as_metrics(f"eval/winrate_vs_{name}")
         metrics |= text_metrics(examples, texts, "", prefix=f"eval/{name}_")
     table = pd.DataFrame({
         "prompt": [e.prompt for e in examples], "initial": initial, "trained": trained,

@@ -30,3 +30,21 @@ def best_of_k_loss(rewards: torch.Tensor, choice: torch.Tensor) -> tuple[torch.T
         "accuracy": (detached.argmax(1) == choice).float().mean(),
         "reward_margin": (best - others).mean(),
     }
+
+
+def best_vs_rest_pairwise_loss(rewards: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    """Pairwise Bradley–Terry on best-of-k labels: the best against each of the k−1 others.
+
+        L = mean_{j ≠ b} −log σ(r_b − r_j)
+
+    For k = 2 it equals `pairwise_loss`.
+    """
+    best = rewards.gather(1, choice[:, None])  # (B, 1)
+    others = torch.ones_like(rewards, dtype=torch.bool).scatter(1, choice[:, None], False)
+    margins = (best - rewards)[others].view(rewards.shape[0], -1)  # (B, k−1)
+    loss = -F.logsigmoid(margins).mean()
+    detached = rewards.detach()
+    return loss, {
+        "accuracy": (detached.argmax(1) == choice).float().mean(),
+        "reward_margin": margins.detach().mean(),
+    }

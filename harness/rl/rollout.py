@@ -11,24 +11,34 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from harness.data.collate import TokenBatch, pack
 
 
-def sequence_logps(model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
-    """Σ_t log π(y_t | x, y_<t) over each row's response tokens: (B,).
+def forward_response(
+    model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0, hidden: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Per-token log π(y_t | x, y_<t) of each response token: (B, R), and the logits (B, R, V).
 
     Only the last response_len + 1 positions go through the output layer, so the prompt
     costs no vocabulary-sized logits. Positions are counted from each row's first real
-    token, as in generation with left padding.
+    token, as in generation with left padding. With `hidden`, also returns the final hidden
+    states at the positions that predict the response tokens (B, R, H), for a value head.
     """
     mask = batch.attention_mask
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(
+    out = model(
         input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids,
-        logits_to_keep=batch.response_len + 1, use_cache=False,
-    ).logits[:, :-1]  # (B, R, V)
+        logits_to_keep=batch.response_len + 1, use_cache=False, output_hidden_states=hidden,
+    )
+    logits = out.logits[:, :-1]  # (B, R, V)
     if temperature != 1.0:
         logits = logits / temperature
     targets = batch.input_ids[:, -batch.response_len :]  # (B, R)
     token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    return (token_logps * batch.response_mask).sum(-1)
+    states = out.hidden_states[-1][:, -batch.response_len - 1 : -1] if hidden else None
+    return token_logps * batch.response_mask, states, logits
+
+
+def sequence_logps(model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:
+    """Σ_t log π(y_t | x, y_<t) over each row's response tokens: (B,)."""
+    return forward_response(model, batch, temperature)[0].sum(-1)
 
 
 def _length_order(lengths: Sequence[int]) -> list[int]:

@@ -48,7 +48,7 @@ def test_experiment_composes_and_builds(experiment: str, tmp_path: Path) -> None
 
 def test_objects_are_chosen_by_target() -> None:
     cfg = compose_with([])
-    task, labeler, loss = instantiate(cfg.task), instantiate(cfg.labeler), instantiate(cfg.loss.fn)
+    task, labeler, loss = instantiate(cfg.task), instantiate(cfg.labeler), instantiate(cfg.loss.method).loss_fn
     assert task.name == "sentiment" and task.max_new_tokens == 24
     assert [a.name for a in labeler.annotators] == ["vader", "textblob", "minilm"]
     assert loss.keywords["beta"] == cfg.loss.beta
@@ -57,3 +57,10 @@ def test_objects_are_chosen_by_target() -> None:
 def test_loss_beta_is_the_one_knob() -> None:
     cfg = compose_with(["loss.beta=0.3"])
     assert instantiate(cfg.loss.fn).keywords["beta"] == 0.3
+
+
+@pytest.mark.parametrize("loss", options("loss"))
+def test_every_loss_builds_its_method(loss: str) -> None:
+    cfg = compose_with([f"loss={loss}", "model=tiny"])
+    method = instantiate(cfg.loss.method)
+    assert callable(getattr(method, "fit"))

@@ -85,3 +85,28 @@ def test_bad_comparisons_file_is_one_line_naming_the_line(harness_env: dict[str,
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("harness: error:")]
     assert len(errors) == 1 and "bad.jsonl:4" in errors[0] and "choice" in errors[0]
+
+
+PPO_METRICS = ["train/reward", "train/kl", "train/beta", "train/entropy", "train/policy_loss", "train/value_loss",
+               "train/clipfrac", "train/approx_kl", "train/gold_reward"]
+RM_METRICS = ["rm/train_loss", "rm/val_accuracy", "rm/gold_accuracy"]
+
+
+@pytest.mark.parametrize("loss,extra,expected", [
+    ("ppo", ["loss.method.episodes=64"], PPO_METRICS + RM_METRICS),
+    ("best_of_n", ["loss.n=3"], RM_METRICS),
+])
+def test_reward_model_methods_end_to_end(loss: str, extra: list[str], expected: list[str],
+                                         harness_env: dict[str, str], workdir: Path) -> None:
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": f"e2e-{loss}"}
+    proc = run(["experiment=smoke", f"loss={loss}", *extra, f"hydra.run.dir={workdir / loss}"], env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = finished_run(env, f"e2e-{loss}")
+    for key in ["eval/gold_reward", "eval/winrate_vs_init", "eval/kl", *expected]:
+        assert key in r.data.metrics, key
+    assert "artifact.reward_model" in r.data.tags
+    if loss == "best_of_n":
+        assert r.data.metrics["eval/kl"] == pytest.approx(__import__("math").log(3) - 2 / 3)
+    else:
+        client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+        assert len(client.get_metric_history(r.info.run_id, "train/beta")) == 4  # 64 episodes / 16 per iteration

@@ -110,3 +110,16 @@ def test_adaptive_kl_controller_step_and_clip() -> None:
     c = AdaptiveKL(beta=0.1, target=6.0, horizon=10_000)
     assert c.update(kl=12.0, n_steps=256) == pytest.approx(0.1 * (1 + 0.2 * 0.0256))
     assert FixedKL(0.3).update(kl=100.0, n_steps=10) == 0.3
+
+
+def test_best_vs_rest_pairwise() -> None:
+    from harness.losses.bradley_terry import best_vs_rest_pairwise_loss
+
+    # best reward 1 against 0 and −1: mean(log(1+e^−1), log(1+e^−2))
+    loss, m = best_vs_rest_pairwise_loss(torch.tensor([[0.0, 1.0, -1.0]]), torch.tensor([1]))
+    assert loss.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(-2))) / 2)
+    assert m["reward_margin"].item() == pytest.approx(1.5)
+    r = torch.tensor([[0.3, -0.4], [1.0, 2.5]])
+    k2, _ = best_vs_rest_pairwise_loss(r, torch.tensor([0, 1]))
+    pw, _ = pairwise_loss(torch.tensor([0.3, 2.5]), torch.tensor([-0.4, 1.0]))
+    assert k2.item() == pytest.approx(pw.item())

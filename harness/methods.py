@@ -1,0 +1,292 @@
+"""Policy-optimisation methods: what the train stage does, chosen by `loss.method._target_`.
+
+Every method turns the labelled comparisons into a policy to evaluate (`EvalPolicy`):
+- `OfflinePreference`: DPO and relatives on the comparisons, with cached reference log-probs;
+- `PPO`: a reward model trained on the comparisons, then PPO against it with a KL penalty;
+- `BestOfN`: the same reward model picks the best of n samples of the initial policy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import lightning as L
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader, RandomSampler
+
+from harness.cache import ArtifactCache, config_hash
+from harness.data.collate import pack
+from harness.data.preference import ComparisonDataModule, ComparisonGroup, PreferenceDataModule, PreferencePair
+from harness.errors import InputError
+from harness.models.loading import freeze_lower_layers, load_causal_lm
+from harness.models.reward import RewardModel
+from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss
+from harness.modules.ppo import PPOModule, PPOSettings
+from harness.modules.reward_model import GroupLoss, RewardModelModule
+from harness.rl.kl_control import AdaptiveKL, FixedKL
+from harness.rl.rollout import batched_logps, generate_responses
+
+if TYPE_CHECKING:
+    from harness.pipeline import Experiment, Labelled, Prepared
+
+
+@dataclass
+class TrainContext:
+    exp: Experiment
+    prep: Prepared
+    labelled: Labelled
+    cache: ArtifactCache
+    progress: Callable[[], Progress]
+
+
+class EvalPolicy(Protocol):
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]: ...
+
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray: ...
+
+
+@dataclass
+class SampledPolicy:
+    """A trained policy evaluated by sampling; KL by log-probs against the initial policy."""
+
+    model: Any
+    ctx: TrainContext
+
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+        return eval_samples(self.model, self.ctx.prep.tokenizer, eval_ids, self.ctx.exp, progress, "eval samples: trained policy")
+
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+        """log π(y) − log π_ref(y) per eval sample, both at the eval temperature."""
+        exp, pad = self.ctx.exp, self.ctx.prep.tokenizer.pad_token_id
+        reference, _ = load_causal_lm(self.ctx.prep.policy_dir)
+        args = (eval_ids, responses, pad, exp.eval.batch_size, exp.eval.temperature, progress)
+        return np.asarray(batched_logps(self.model, *args, "eval KL: policy")) - np.asarray(
+            batched_logps(reference, *args, "eval KL: reference"))
+
+
+def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]], exp: Experiment,
+                 progress: Progress, desc: str, k: int = 1) -> list[list[int]]:
+    from harness.pipeline import stage_seed
+
+    responses = generate_responses(
+        policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
+        temperature=exp.eval.temperature, k=k, batch_size=exp.eval.batch_size,
+        seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc,
+    )
+    return [r[0] for r in responses] if k == 1 else responses  # type: ignore[return-value]
+
+
+def build_pairs(
+    prompt_ids: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[Sequence[int]]],
+    choices: Sequence[int],
+    ref_logps: Sequence[Sequence[float]],
+) -> list[PreferencePair]:
+    """Best-of-k labels to pairs: the chosen response against each of the k−1 others.
+
+    Identical responses carry no preference and are skipped.
+    """
+    pairs = []
+    for p, group, best, ref in zip(prompt_ids, responses, choices, ref_logps):
+        for j, other in enumerate(group):
+            if j != best and list(other) != list(group[best]):
+                pairs.append(PreferencePair(tuple(p), tuple(group[best]), tuple(other), ref[best], ref[j]))
+    return pairs
+
+
+def _trainer(ctx: TrainContext, **overrides: Any) -> L.Trainer:
+    kwargs = dict(ctx.exp.trainer_kwargs) | overrides
+    return L.Trainer(logger=ctx.exp.tracker.lightning_logger(), default_root_dir=str(ctx.exp.run_dir), **kwargs)
+
+
+@dataclass
+class OfflinePreference:
+    """Offline objectives on preference pairs; `loss_fn` is the pure pairwise loss."""
+
+    loss_fn: PairLoss
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
+        tokenizer, policy = prep.tokenizer, prep.policy
+        ref_spec = {"labelled": config_hash(labelled.spec)}
+
+        def reference(out: Path) -> None:
+            flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
+            flat_r = [r for group in labelled.responses for r in group]
+            with ctx.progress() as progress:
+                flat = iter(batched_logps(policy, flat_p, flat_r, tokenizer.pad_token_id, exp.sampling.batch_size,
+                                          progress=progress, desc="reference log-probs"))
+            (out / "ref_logps.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
+
+        ref_dir = ctx.cache.get_or_build("ref_logps", ref_spec, reference)
+        exp.tracker.set_tags({"artifact.ref_logps": config_hash(ref_spec)})
+        ref_logps = json.loads((ref_dir / "ref_logps.json").read_text())
+        pairs = build_pairs(labelled.prompt_ids, labelled.responses, labelled.choices, ref_logps)
+        n_val = int(round(len(pairs) * exp.train.val_fraction))
+        if len(pairs) - n_val < 1:
+            raise InputError(f"labels.n={exp.labels.n} gives {len(pairs)} usable pairs: too few to train on")
+        exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
+        # Pairs are grouped by prompt, so the tail holds out whole prompts.
+        data = PreferenceDataModule(pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :],
+                                    tokenizer.pad_token_id, exp.train.batch_size, _seed(exp, "train"))
+        module = OfflinePreferenceModule(policy, self.loss_fn, lr=exp.train.lr,
+                                         weight_decay=exp.train.weight_decay, warmup_steps=exp.train.warmup_steps)
+        _trainer(ctx, limit_val_batches=1.0 if n_val else 0).fit(module, datamodule=data)
+        return SampledPolicy(module.policy, ctx)
+
+
+def _seed(exp: Experiment, stage: str) -> int:
+    from harness.pipeline import stage_seed
+
+    return stage_seed(exp.seed, stage)
+
+
+@dataclass
+class RewardModelSettings:
+    loss_fn: GroupLoss
+    lr: float = 1.0e-5
+    batch_size: int = 8
+    epochs: int = 1
+    trainable_layers: int | None = None
+    val_fraction: float = 0.1
+
+
+def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> RewardModel:
+    """Train (or load from the cache) the reward model on the labelled comparisons.
+
+    Normalised to mean 0, std 1 on the labelled responses, which are samples of the initial
+    policy. Logs rm/* metrics, including rm/gold_accuracy: how often the model's top response
+    in a held-out comparison is the judge panel's noise-free best.
+    """
+    exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
+    spec = {"labelled": config_hash(labelled.spec), "reward_model": exp.keys.get("reward_model"), "seed": exp.seed}
+    groups = [ComparisonGroup(tuple(p), tuple(tuple(r) for r in g), c)
+              for p, g, c in zip(labelled.prompt_ids, labelled.responses, labelled.choices)]
+    n_val = max(1, int(round(len(groups) * settings.val_fraction)))
+    if len(groups) - n_val < 1:
+        raise InputError(f"labels.n={exp.labels.n}: too few comparisons to train a reward model")
+    judge = exp.judge or exp.labeler
+
+    def build(out: Path) -> None:
+        torch.manual_seed(_seed(exp, "reward_model"))
+        rm = RewardModel.from_policy_dir(prep.policy_dir)
+        freeze_lower_layers_of_trunk(rm, settings.trainable_layers)
+        module = RewardModelModule(rm, settings.loss_fn, settings.lr)
+        data = ComparisonDataModule(groups[:-n_val], groups[-n_val:], prep.tokenizer.pad_token_id,
+                                    settings.batch_size, _seed(exp, "reward_model"))
+        trainer = _trainer(ctx, max_epochs=settings.epochs, max_steps=-1)
+        trainer.fit(module, datamodule=data)
+        rm.eval()
+        with torch.inference_mode():
+            flat_p = [g.prompt_ids for g in groups for _ in g.responses]
+            flat_r = [r for g in groups for r in g.responses]
+            raw = torch.cat([rm.raw(pack(flat_p[i : i + 32], flat_r[i : i + 32], prep.tokenizer.pad_token_id))
+                             for i in range(0, len(flat_p), 32)])
+        rm.set_normalization(raw)
+        val = groups[-n_val:]
+        val_rewards = raw[-sum(len(g.responses) for g in val):]
+        # Stored with the model so that runs which load it from the cache report it too.
+        metrics = {"rm/train_loss": float(trainer.callback_metrics["rm/train_loss"]),
+                   "rm/val_accuracy": _top_accuracy(val_rewards, [len(g.responses) for g in val], [g.choice for g in val])}
+        if hasattr(judge, "gold"):
+            examples = prep.train_examples[len(groups) - n_val : len(groups)]
+            gold_best = []
+            for e, g in zip(examples, val):
+                texts = [prep.tokenizer.decode(r, skip_special_tokens=True) for r in g.responses]
+                gold_best.append(int(np.argmax(judge.gold([e] * len(texts), texts))))
+            metrics["rm/gold_accuracy"] = _top_accuracy(val_rewards, [len(g.responses) for g in val], gold_best)
+        rm.save(out)
+        (out / "metrics.json").write_text(json.dumps(metrics))
+
+    path = ctx.cache.get_or_build("reward_model", spec, build)
+    exp.tracker.set_tags({"artifact.reward_model": config_hash(spec)})
+    exp.tracker.log_metrics(json.loads((path / "metrics.json").read_text()))
+    return RewardModel.load(path)
+
+
+def freeze_lower_layers_of_trunk(rm: RewardModel, trainable_layers: int | None) -> None:
+    if trainable_layers is None:
+        return
+    layers = rm.trunk.layers
+    if not 1 <= trainable_layers <= len(layers):
+        raise InputError(f"reward_model.trainable_layers={trainable_layers}: expected 1..{len(layers)} or null")
+    rm.trunk.requires_grad_(False)
+    for block in layers[len(layers) - trainable_layers :]:
+        block.requires_grad_(True)
+    rm.trunk.norm.requires_grad_(True)
+
+
+def _top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[int]) -> float:
+    hits, start = 0, 0
+    for size, target in zip(sizes, targets):
+        hits += int(rewards[start : start + size].argmax()) == target
+        start += size
+    return hits / max(len(sizes), 1)
+
+
+@dataclass
+class PPO:
+    """Reward model, then PPO with a per-token KL penalty (fixed or adaptive β)."""
+
+    reward_model: RewardModelSettings
+    settings: PPOSettings
+    kl: FixedKL | AdaptiveKL
+    episodes: int = 512
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        exp, prep = ctx.exp, ctx.prep
+        rm = reward_model_stage(ctx, self.reward_model)
+        reference, _ = load_causal_lm(prep.policy_dir)
+        judge = exp.judge or exp.labeler
+        examples = prep.train_examples
+        gold = (lambda idx, texts: judge.gold([examples[i] for i in idx], texts)) if hasattr(judge, "gold") else None
+        module = PPOModule(prep.policy, reference, rm, prep.tokenizer, prep.train_ids, self.kl, self.settings,
+                           gold_fn=gold, seed=_seed(exp, "ppo"))
+        sampler = RandomSampler(range(len(prep.train_ids)), replacement=True, num_samples=self.episodes,
+                                generator=torch.Generator().manual_seed(_seed(exp, "ppo")))
+        loader = DataLoader(list(range(len(prep.train_ids))), batch_size=self.settings.rollout_batch, sampler=sampler)
+        # Manual optimisation: PPO clips its own gradients and counts iterations, not steps.
+        overrides = {"gradient_clip_val": None, "max_steps": -1, "max_epochs": 1, "limit_val_batches": 0}
+        _trainer(ctx, **overrides).fit(module, train_dataloaders=loader)
+        return SampledPolicy(module.policy, ctx)
+
+
+@dataclass
+class BestOfNPolicy:
+    """Sample n from the initial policy and keep the one the reward model scores highest."""
+
+    n: int
+    reward_model: RewardModel
+    ctx: TrainContext
+
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+        prep = self.ctx.prep
+        groups = eval_samples(prep.policy, prep.tokenizer, eval_ids, self.ctx.exp, progress, f"eval samples: best of {self.n}", k=self.n)
+        best = []
+        with torch.inference_mode():
+            for p, group in zip(eval_ids, groups):
+                scores = self.reward_model(pack([p] * len(group), group, prep.tokenizer.pad_token_id))
+                best.append(group[int(scores.argmax())])
+        return best
+
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+        """The analytic KL of best-of-n to the base policy: log n − (n−1)/n."""
+        return np.full(len(responses), math.log(self.n) - (self.n - 1) / self.n)
+
+
+@dataclass
+class BestOfN:
+    reward_model: RewardModelSettings
+    n: int = 4
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        if self.n < 1:
+            raise InputError(f"loss.n must be ≥ 1, got {self.n}")
+        return BestOfNPolicy(self.n, reward_model_stage(ctx, self.reward_model), ctx)

@@ -1,0 +1,68 @@
+"""A scalar reward model: a language-model trunk with a linear head on the last real token.
+
+After training its scores are normalised to mean 0 and standard deviation 1 on samples of the
+initial policy (Ziegler et al., 2019, §2.2); the offset and scale are stored with the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+
+from harness.data.collate import TokenBatch
+
+
+class RewardModel(nn.Module):
+    def __init__(self, trunk: PreTrainedModel) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(trunk.config.hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=1.0 / (trunk.config.hidden_size + 1) ** 0.5)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("offset", torch.zeros(()))
+        self.register_buffer("scale", torch.ones(()))
+
+    @classmethod
+    def from_policy_dir(cls, path: Path) -> RewardModel:
+        """A fresh head on the trunk of the causal LM in `path`."""
+        return cls(AutoModel.from_pretrained(path, dtype=torch.float32))
+
+    def raw(self, batch: TokenBatch) -> torch.Tensor:
+        """Unnormalised reward of each row: (B,)."""
+        mask = batch.attention_mask
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.trunk(input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids,
+                            use_cache=False).last_hidden_state  # (B, T, H)
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask * positions).argmax(-1)  # (B,) last real token
+        return self.head(hidden[torch.arange(hidden.shape[0], device=mask.device), last]).squeeze(-1)
+
+    def forward(self, batch: TokenBatch) -> torch.Tensor:
+        """Normalised reward: (raw − offset) / scale."""
+        return (self.raw(batch) - self.offset) / self.scale
+
+    def set_normalization(self, raw_scores: torch.Tensor) -> None:
+        self.offset.fill_(raw_scores.mean().item())
+        self.scale.fill_(raw_scores.std().clamp(min=1e-6).item())
+
+    def save(self, path: Path) -> None:
+        self.trunk.save_pretrained(path / "trunk")
+        save_file({"weight": self.head.weight.detach().contiguous(), "bias": self.head.bias.detach().contiguous()},
+                  str(path / "head.safetensors"))
+        (path / "normalization.json").write_text(json.dumps({"offset": self.offset.item(), "scale": self.scale.item()}))
+
+    @classmethod
+    def load(cls, path: Path) -> RewardModel:
+        model = cls(AutoModel.from_pretrained(path / "trunk", dtype=torch.float32))
+        head = load_file(str(path / "head.safetensors"))
+        model.head.weight.data.copy_(head["weight"])
+        model.head.bias.data.copy_(head["bias"])
+        norm = json.loads((path / "normalization.json").read_text())
+        model.offset.fill_(norm["offset"])
+        model.scale.fill_(norm["scale"])
+        return model.eval()

@@ -1,0 +1,165 @@
+"""PPO against a reward model with a per-token KL penalty (Ziegler et al., 2019, §2.2).
+
+One training step is one PPO iteration: roll out a batch of episodes with `generate`, score
+them with the reward model, form KL-penalised per-token rewards against the frozen
+reference, estimate advantages with GAE, then run several epochs of clipped policy and value
+updates over minibatches (manual optimisation). The value head sits on the policy's trunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from harness.data.collate import TokenBatch, pack
+from harness.losses.ppo import masked_mean, ppo_policy_loss, ppo_value_loss
+from harness.models.reward import RewardModel
+from harness.rl.advantages import gae, kl_penalized_rewards, whiten
+from harness.rl.kl_control import AdaptiveKL, FixedKL
+from harness.rl.rollout import forward_response, generate_responses
+
+log = logging.getLogger(__name__)
+GoldFn = Callable[[Sequence[int], Sequence[str]], np.ndarray]  # (prompt indices, texts) -> gold
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    rollout_batch: int = 16  # episodes per PPO iteration
+    minibatch: int = 8
+    ppo_epochs: int = 4
+    clip_eps: float = 0.2
+    vf_clip_eps: float = 0.2
+    vf_coef: float = 0.5
+    gamma: float = 1.0
+    lam: float = 0.95
+    temperature: float = 0.7
+    max_new_tokens: int = 24
+    lr: float = 1.0e-5
+    max_grad_norm: float = 1.0
+    whiten_advantages: bool = True
+
+
+class PPOModule(L.LightningModule):
+    def __init__(
+        self,
+        policy: PreTrainedModel,
+        reference: PreTrainedModel,
+        reward_model: RewardModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_ids: Sequence[Sequence[int]],
+        kl_controller: FixedKL | AdaptiveKL,
+        settings: PPOSettings,
+        gold_fn: GoldFn | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.policy = policy
+        self.value_head = nn.Linear(policy.config.hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        # Frozen models are kept out of the module's parameters (and checkpoints).
+        self._frozen = (reference.eval().requires_grad_(False), reward_model.eval().requires_grad_(False))
+        self.tokenizer = tokenizer
+        self.prompt_ids = [list(p) for p in prompt_ids]
+        self.kl = kl_controller
+        self.s = settings
+        self.gold_fn = gold_fn
+        self.seed = seed
+        self._negative_kl_streak = 0
+        for m in policy.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0  # old and new log-probs must come from the same deterministic network
+
+    def on_fit_start(self) -> None:
+        for model in self._frozen:
+            model.to(self.device)
+
+    def _policy_forward(self, tokens: TokenBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logps, hidden, logits = forward_response(self.policy, tokens, self.s.temperature, hidden=True)
+        values = self.value_head(hidden).squeeze(-1) * tokens.response_mask  # (B, R)
+        logp_all = logits.log_softmax(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, R)
+        return logps, values, entropy
+
+    @torch.no_grad()
+    def rollout(self, indices: Sequence[int]) -> dict:
+        prompts = [self.prompt_ids[i] for i in indices]
+        responses = generate_responses(
+            self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
+            temperature=self.s.temperature, k=1, batch_size=len(prompts),
+            seed=self.seed * 1_000_003 + self.global_step,
+        )
+        responses = [r[0] for r in responses]
+        tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
+        mask = tokens.response_mask.float()
+        self.policy.eval()
+        old_logps, old_values, _ = self._policy_forward(tokens)
+        reference, reward_model = self._frozen
+        ref_logps = forward_response(reference, tokens, self.s.temperature)[0]
+        scores = reward_model(tokens)  # (B,) normalised
+        rewards = kl_penalized_rewards(scores, old_logps, ref_logps, mask, self.kl.beta)
+        advantages, returns = gae(rewards, old_values, mask, self.s.gamma, self.s.lam)
+        if self.s.whiten_advantages:
+            advantages = whiten(advantages, mask)
+        texts = [self.tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+        return {
+            "tokens": tokens, "mask": mask, "old_logps": old_logps, "old_values": old_values,
+            "advantages": advantages, "returns": returns, "scores": scores,
+            "kl": ((old_logps - ref_logps) * mask).sum(1), "texts": texts, "indices": list(indices),
+        }
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        ro = self.rollout(batch.tolist())
+        opt = self.optimizers()
+        self.policy.train()
+        n = len(ro["texts"])
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "entropy")}
+        for _ in range(self.s.ppo_epochs):
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.global_step))
+            for start in range(0, n, self.s.minibatch):
+                idx = order[start : start + self.s.minibatch].to(self.device)
+                tokens = TokenBatch(ro["tokens"].input_ids[idx], ro["tokens"].attention_mask[idx], ro["tokens"].response_len)
+                mask = ro["mask"][idx]
+                logps, values, entropy = self._policy_forward(tokens)
+                pl, pm = ppo_policy_loss(logps, ro["old_logps"][idx], ro["advantages"][idx], mask, self.s.clip_eps)
+                vl, _ = ppo_value_loss(values, ro["old_values"][idx], ro["returns"][idx], mask, self.s.vf_clip_eps)
+                loss = pl + self.s.vf_coef * vl
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"PPO loss is {loss.item()} at step {self.global_step}")
+                opt.zero_grad()
+                self.manual_backward(loss)
+                self.clip_gradients(opt, gradient_clip_val=self.s.max_grad_norm, gradient_clip_algorithm="norm")
+                opt.step()
+                for key, value in (("policy_loss", pl), ("value_loss", vl), ("clipfrac", pm["clipfrac"]),
+                                   ("approx_kl", pm["approx_kl"]), ("entropy", masked_mean(entropy.detach(), mask))):
+                    stats[key].append(float(value.detach()))
+        kl = float(ro["kl"].mean())
+        score = float(ro["scores"].mean())
+        if not (math.isfinite(kl) and math.isfinite(score)):
+            raise FloatingPointError(f"PPO step {self.global_step}: KL {kl}, reward {score} is not finite")
+        # A KL that stays negative means samples do not come from the distribution whose
+        # log-probs we compute (e.g. a generation setting the log-probs ignore).
+        self._negative_kl_streak = self._negative_kl_streak + 1 if kl < 0 else 0
+        if self._negative_kl_streak == 3:
+            log.warning("KL estimate negative for 3 iterations in a row (%.3f): check that sampling settings "
+                        "(temperature, top_p, top_k) match the log-prob computation", kl)
+        metrics = {f"train/{k}": float(np.mean(v)) for k, v in stats.items()}
+        metrics |= {"train/reward": score, "train/kl": kl, "train/beta": self.kl.beta,
+                    "train/length": float(ro["mask"].sum(1).mean())}
+        if self.gold_fn is not None:
+            metrics["train/gold_reward"] = float(np.mean(self.gold_fn(ro["indices"], ro["texts"])))
+        self.kl.update(kl, n_steps=n)
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=n)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        return torch.optim.AdamW(params, lr=self.s.lr)

@@ -1,0 +1,43 @@
+"""Training a reward model on best-of-k comparisons as a LightningModule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+
+from harness.data.preference import GroupBatch
+from harness.models.reward import RewardModel
+
+GroupLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+class RewardModelModule(L.LightningModule):
+    """Fits r(x, y) with a loss on (B, k) rewards and chosen indices; metrics under `rm/`."""
+
+    def __init__(self, reward_model: RewardModel, loss_fn: GroupLoss, lr: float, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.reward_model = reward_model
+        self.loss_fn = loss_fn
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    def _step(self, batch: GroupBatch, split: str) -> torch.Tensor:
+        rewards = self.reward_model.raw(batch.tokens).view(-1, batch.k)  # (B, k)
+        loss, metrics = self.loss_fn(rewards, batch.choice)
+        n, on_step = rewards.shape[0], split == "train"
+        self.log(f"rm/{split}_loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        for name, value in metrics.items():
+            self.log(f"rm/{split}_{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
+        return loss
+
+    def training_step(self, batch: GroupBatch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: GroupBatch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.reward_model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
