@@ -290,3 +290,45 @@ class BestOfN:
         if self.n < 1:
             raise InputError(f"loss.n must be ≥ 1, got {self.n}")
         return BestOfNPolicy(self.n, reward_model_stage(ctx, self.reward_model), ctx)
+
+
+class _PackCollator:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> Any:
+        return pack([r[0] for r in rows], [r[1] for r in rows], self.pad_id)
+
+
+@dataclass
+class SFT:
+    """Supervised fine-tuning on the task's references (`targets='references'`, e.g. the
+    TL;DR summaries) or on the labelled comparisons' chosen responses (`'chosen'`)."""
+
+    targets: str = "chosen"
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        from harness.modules.sft import SFTModule
+
+        exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
+        tok = prep.tokenizer
+        if self.targets == "references":
+            missing = [e.id for e in prep.train_examples if not e.reference]
+            if missing:
+                raise InputError(f"loss.targets=references: task {exp.task.name} has no reference for {missing[:3]}…; "
+                                 "use loss.targets=chosen")
+            rows = [(p, tok(e.reference, add_special_tokens=False).input_ids + [tok.eos_token_id])
+                    for p, e in zip(prep.train_ids, prep.train_examples)]
+        elif self.targets == "chosen":
+            rows = [(p, g[c]) for p, g, c in zip(labelled.prompt_ids, labelled.responses, labelled.choices)]
+        else:
+            raise InputError(f"loss.targets={self.targets!r}: expected 'references' or 'chosen'")
+        n_val = int(round(len(rows) * exp.train.val_fraction))
+        collate = _PackCollator(tok.pad_token_id)
+        gen = torch.Generator().manual_seed(_seed(exp, "sft"))
+        train = DataLoader(rows[: len(rows) - n_val], batch_size=exp.train.batch_size, shuffle=True,
+                           generator=gen, collate_fn=collate)
+        val = DataLoader(rows[len(rows) - n_val :], batch_size=exp.train.batch_size, collate_fn=collate)
+        module = SFTModule(prep.policy, lr=exp.train.lr, weight_decay=exp.train.weight_decay)
+        _trainer(ctx, limit_val_batches=1.0 if n_val else 0).fit(module, train, val if n_val else None)
+        return SampledPolicy(module.policy, ctx)

@@ -110,3 +110,18 @@ def test_reward_model_methods_end_to_end(loss: str, extra: list[str], expected: 
     else:
         client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
         assert len(client.get_metric_history(r.info.run_id, "train/beta")) == 4  # 64 episodes / 16 per iteration
+
+
+@pytest.mark.parametrize("task,targets", [("sentiment_tiny", "chosen"), ("tldr_tiny", "references")])
+def test_sft_end_to_end(task: str, targets: str, harness_env: dict[str, str], workdir: Path) -> None:
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": f"e2e-sft-{task}"}
+    proc = run(["experiment=smoke", f"task={task}", "loss=sft", f"loss.targets={targets}",
+                f"hydra.run.dir={workdir / ('sft' + task)}"], env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = finished_run(env, f"e2e-sft-{task}")
+    assert {"train/loss", "train/perplexity", "eval/gold_reward"} <= set(r.data.metrics)
+
+
+def test_sft_on_references_needs_references(harness_env: dict[str, str], workdir: Path) -> None:
+    proc = run(["experiment=smoke", "loss=sft", "loss.targets=references"], harness_env, workdir)
+    assert proc.returncode == 2 and "loss.targets=references" in proc.stderr

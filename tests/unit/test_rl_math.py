@@ -123,3 +123,12 @@ def test_best_vs_rest_pairwise() -> None:
     k2, _ = best_vs_rest_pairwise_loss(r, torch.tensor([0, 1]))
     pw, _ = pairwise_loss(torch.tensor([0.3, 2.5]), torch.tensor([-0.4, 1.0]))
     assert k2.item() == pytest.approx(pw.item())
+
+
+def test_sft_nll_hand_worked() -> None:
+    from harness.losses.sft import nll_loss
+
+    # tokens log-probs −1, −2 (real) and −9 (padding): mean NLL 1.5
+    loss, m = nll_loss(t([-1.0, -2.0, -9.0]), t([1.0, 1.0, 0.0]))
+    assert loss.item() == pytest.approx(1.5)
+    assert m["perplexity"].item() == pytest.approx(math.exp(1.5))
