@@ -85,12 +85,16 @@ class RunTracker:
         self.client.log_table(self._run, data=table, artifact_file=artifact_file)
 
     def lightning_logger(self):  # noqa: ANN201 - lightning type imported lazily
-        """Lightning's MLFlowLogger writing into this same run."""
+        """Lightning's MLFlowLogger writing into this same run, which it must not end."""
         from lightning.pytorch.loggers import MLFlowLogger
 
-        return MLFlowLogger(
-            experiment_name=self.experiment_name, tracking_uri=self.tracking_uri, run_id=self._run
-        )
+        class RunLogger(MLFlowLogger):
+            def finalize(self, status: str = "success") -> None:
+                # Training is one stage of several: the run ends when the pipeline says so,
+                # not when Trainer.fit returns (it would read FINISHED during evaluation).
+                pass
+
+        return RunLogger(experiment_name=self.experiment_name, tracking_uri=self.tracking_uri, run_id=self._run)
 
     def end(self, status: str) -> None:
         if self.run_id is not None:
