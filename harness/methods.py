@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from harness.cache import ArtifactCache, config_hash
 from harness.data.collate import pack
-from harness.data.preference import ComparisonDataModule, ComparisonGroup, PreferenceDataModule, PreferencePair
+from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule, PairCollator, PreferencePair
 from harness.errors import InputError
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import RewardModel
@@ -134,8 +134,8 @@ class OfflinePreference:
             raise InputError(f"labels.n={exp.labels.n} gives {len(pairs)} usable pairs: too few to train on")
         exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
         # Pairs are grouped by prompt, so the tail holds out whole prompts.
-        data = PreferenceDataModule(pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :],
-                                    tokenizer.pad_token_id, exp.train.batch_size, _seed(exp, "train"))
+        data = ListDataModule(pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :],
+                              PairCollator(tokenizer.pad_token_id), exp.train.batch_size, _seed(exp, "train"))
         module = OfflinePreferenceModule(policy, self.loss_fn, lr=exp.train.lr,
                                          weight_decay=exp.train.weight_decay, warmup_steps=exp.train.warmup_steps)
         _trainer(ctx, limit_val_batches=1.0 if n_val else 0).fit(module, datamodule=data)
@@ -179,8 +179,8 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
         rm = RewardModel.from_policy_dir(prep.policy_dir)
         freeze_lower_layers_of_trunk(rm, settings.trainable_layers)
         module = RewardModelModule(rm, settings.loss_fn, settings.lr)
-        data = ComparisonDataModule(groups[:-n_val], groups[-n_val:], prep.tokenizer.pad_token_id,
-                                    settings.batch_size, _seed(exp, "reward_model"))
+        data = ListDataModule(groups[:-n_val], groups[-n_val:], GroupCollator(prep.tokenizer.pad_token_id),
+                              settings.batch_size, _seed(exp, "reward_model"))
         trainer = _trainer(ctx, max_epochs=settings.epochs, max_steps=-1)
         trainer.fit(module, datamodule=data)
         rm.eval()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
@@ -49,20 +50,16 @@ class PairCollator:
         return collate_pairs(pairs, self.pad_id)
 
 
-class PreferenceDataModule(L.LightningDataModule):
-    """Train/validation split of preference pairs; validation pairs are held out by prompt."""
+class ListDataModule(L.LightningDataModule):
+    """Train/validation lists of examples, batched by a collator (pairs, groups, …).
 
-    def __init__(
-        self,
-        train: Sequence[PreferencePair],
-        val: Sequence[PreferencePair],
-        pad_id: int,
-        batch_size: int,
-        seed: int,
-    ) -> None:
+    Validation examples are held out by the caller (by prompt, so none leaks into training).
+    """
+
+    def __init__(self, train: Sequence, val: Sequence, collate: Callable, batch_size: int, seed: int) -> None:
         super().__init__()
         self.train, self.val = list(train), list(val)
-        self.collate = PairCollator(pad_id)
+        self.collate = collate
         self.batch_size = batch_size
         self.seed = seed
 
@@ -73,7 +70,7 @@ class PreferenceDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate)
 
-    def transfer_batch_to_device(self, batch: PairBatch, device: torch.device, dataloader_idx: int) -> PairBatch:
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return batch.transfer(device)
 
 
@@ -107,23 +104,3 @@ class GroupCollator:
         prompts = [g.prompt_ids for g in groups for _ in range(k)]
         responses = [r for g in groups for r in g.responses]
         return GroupBatch(pack(prompts, responses, self.pad_id), torch.tensor([g.choice for g in groups]), k)
-
-
-class ComparisonDataModule(L.LightningDataModule):
-    def __init__(self, train: Sequence[ComparisonGroup], val: Sequence[ComparisonGroup], pad_id: int,
-                 batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.train, self.val = list(train), list(val)
-        self.collate = GroupCollator(pad_id)
-        self.batch_size = batch_size
-        self.seed = seed
-
-    def train_dataloader(self) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=gen, collate_fn=self.collate)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate)
-
-    def transfer_batch_to_device(self, batch: GroupBatch, device: torch.device, dataloader_idx: int) -> GroupBatch:
-        return batch.transfer(device)

@@ -24,23 +24,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.errors import InputError
-from harness.text import split_sentences, starts_with_first_sentence, words
+from harness.text import STOPWORDS, split_sentences, starts_with_first_sentence, words
 from harness.labelers.panel import Scorer
 from harness.labelers.scorers import minilm_path
 from harness.tasks.base import Example
 
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at back be because been
-before being below between both but by can could did do does doing don done down during each
-even ever every few for from further get gets getting got had has have having he her here
-hers herself him himself his how i if in into is it its itself just know like ll m many
-may me might more most much must my myself no nor not now of off ok okay on once only or
-other our ours ourselves out over own re really s said same say says she should so some
-still such t than that the their theirs them themselves then there these they this those
-through to too under until up us ve very was we well were what when where which while who
-whom why will with would yeah yes yet you your yours yourself yourselves basically actually
-anyway anyways hi hello hey thanks thank please sorry tl dr tldr edit update
-""".split())
+
 
 # Number words map to digits so "three" in the source licenses "3" in the summary.
 NUMBER_WORDS = {

@@ -31,6 +31,7 @@ from typing import NamedTuple
 from harness.errors import InputError
 from harness.tasks.summarization import (
     Document,
+    distinct_documents,
     Fact,
     GeneratorFn,
     SlotFiller,
@@ -658,15 +659,7 @@ def generate_articles(n: int, seed: int, max_words: int = MAX_WORDS) -> list[Doc
     """
     if not MIN_WORDS + 30 <= max_words <= MAX_WORDS:
         raise InputError(f"generate_articles: max_words must be in [{MIN_WORDS + 30}, {MAX_WORDS}], got {max_words}")
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    articles: list[Document] = []
-    while len(articles) < n:
-        article = _article(rng, max_words)
-        if article is not None and article.source not in seen:
-            seen.add(article.source)
-            articles.append(article)
-    return articles
+    return distinct_documents(lambda rng: _article(rng, max_words), n, seed)
 
 
 @dataclass

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from harness.errors import InputError
-from harness.tasks.base import Example, check_split, load_records
+from harness.tasks.continuation import ContinuationTask
 
 # Slot conventions: {Name} is the viewpoint character as written at the start of a clause,
 # {sub}/{Sub} their subject pronoun, {pos} possessive, {obj} object; {oName}/{oSub}/{oPos}
@@ -257,44 +258,13 @@ def generate_prompts(n: int, seed: int) -> list[tuple[str, str]]:
 
 
 @dataclass
-class DescriptiveTask:
+class DescriptiveTask(ContinuationTask):
     """Prompts to continue; the labeler rewards physically descriptive continuations.
 
-    `source='embedded'` uses the generated corpus; anything else is read by
-    `load_records` (a Hugging Face name, or a local file), taking the first
-    `prompt_words` words of the `prompt` column as the prompt.
+    Embedded examples carry `meta["subject"]`, the kind of scene the opening leads to.
     """
 
     name: str = "descriptive"
-    max_new_tokens: int = 24
-    source: str = "embedded"
-    n_train: int = 1000
-    n_eval: int = 200
-    seed: int = 0
-    prompt_words: int = 24
-    columns: Mapping[str, str] = field(default_factory=lambda: {"prompt": "text"})
-    splits: Mapping[str, str] = field(default_factory=lambda: {"train": "train", "eval": "test"})
 
-    def examples(self, split: str) -> list[Example]:
-        check_split(split)
-        n = self.n_train if split == "train" else self.n_eval
-        if self.source == "embedded":
-            # One draw for both splits keeps train and eval prompts disjoint.
-            drawn = generate_prompts(self.n_train + self.n_eval, self.seed)
-            chosen = drawn[: self.n_train] if split == "train" else drawn[self.n_train :]
-            found = [Example(id="", prompt=p, meta={"subject": kind}) for p, kind in chosen]
-        else:
-            rows = load_records(self.source, self.splits[split], self.columns, limit=n)
-            found = [
-                Example(id="", prompt=" ".join(r["prompt"].split()[: self.prompt_words]))
-                for r in rows
-            ]
-        if len(found) < n:
-            raise InputError(
-                f"task {self.name}: {self.source} has {len(found)} {split} prompts, "
-                f"n_{split} asks for {n}"
-            )
-        return [
-            Example(id=f"{self.name}-{split}-{i}", prompt=e.prompt, meta=e.meta)
-            for i, e in enumerate(found)
-        ]
+    def generate(self, n: int, seed: int) -> list[tuple[str, Mapping[str, Any]]]:
+        return [(p, {"subject": kind}) for p, kind in generate_prompts(n, seed)]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-from harness.errors import InputError
-from harness.tasks.base import Example, check_split, load_records
+from harness.tasks.continuation import ContinuationTask
 
 SUBJECTS: dict[str, list[str]] = {
     "film": [
@@ -113,37 +113,10 @@ def generate_prompts(n: int, seed: int) -> list[str]:
 
 
 @dataclass
-class SentimentTask:
-    """Prompts to continue; the labeler rewards positive sentiment in the continuation.
-
-    `source='embedded'` uses the generated corpus; anything else is read by
-    `load_records` (a Hugging Face name such as 'imdb', or a local file), taking the first
-    `prompt_words` words of the `prompt` column as the prompt.
-    """
+class SentimentTask(ContinuationTask):
+    """Prompts to continue; the labeler rewards positive sentiment in the continuation."""
 
     name: str = "sentiment"
-    max_new_tokens: int = 24
-    source: str = "embedded"
-    n_train: int = 1000
-    n_eval: int = 200
-    seed: int = 0
-    prompt_words: int = 24
-    columns: Mapping[str, str] = field(default_factory=lambda: {"prompt": "text"})
-    splits: Mapping[str, str] = field(default_factory=lambda: {"train": "train", "eval": "test"})
 
-    def examples(self, split: str) -> list[Example]:
-        check_split(split)
-        n = self.n_train if split == "train" else self.n_eval
-        if self.source == "embedded":
-            # One draw for both splits keeps train and eval prompts disjoint.
-            prompts = generate_prompts(self.n_train + self.n_eval, self.seed)
-            chosen = prompts[: self.n_train] if split == "train" else prompts[self.n_train :]
-        else:
-            rows = load_records(self.source, self.splits[split], self.columns, limit=n)
-            chosen = [" ".join(r["prompt"].split()[: self.prompt_words]) for r in rows]
-        if len(chosen) < n:
-            raise InputError(
-                f"task {self.name}: {self.source} has {len(chosen)} {split} prompts, "
-                f"n_{split} asks for {n}"
-            )
-        return [Example(id=f"{self.name}-{split}-{i}", prompt=p) for i, p in enumerate(chosen)]
+    def generate(self, n: int, seed: int) -> list[tuple[str, Mapping[str, Any]]]:
+        return [(p, {}) for p in generate_prompts(n, seed)]

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from harness.errors import InputError
 from harness.tasks.base import Example, check_split, load_records
-from harness.text import lead_k, split_sentences, words
+from harness.text import STOPWORDS, lead_k, split_sentences, words
 
 
 @dataclass(frozen=True)
@@ -95,23 +95,14 @@ _NOT_NAMES = frozenset(
 
 # Words never chosen as keywords: function words and the fillers of informal writing, which
 # show nothing about whether a summary covers a fact.
-KEYWORD_STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at back be because been
-before being below between both but by can could did do does doing don done down during each
-even ever every few for from further get gets getting got had has have having he her here
-hers herself him himself his how i if in into is it its itself just know like ll m many
-may me might more most much must my myself no nor not now of off ok okay on once only or
-other our ours ourselves out over own re really s said same say says she should so some
-still such t than that the their theirs them themselves then there these they this those
-through to too under until up us ve very was we well were what when where which while who
-whom why will with would yeah yes yet you your yours yourself yourselves basically actually
-anyway anyways hi hello hey thanks thank please sorry tl dr tldr edit update
-didn doesn isn wasn won wouldn couldn shouldn aren haven hasn ain let make makes made go goes
-going went gone come comes came take takes took tell tells told want wants wanted think thinks
-thought feel feels felt keep keeps kept way thing things lot bit kind sort stuff pretty totally
-completely literally honestly seriously always never already almost around since last next ago
-lately recently today yesterday tonight someone something anything everything nothing everyone
-anyone ask asked asks asking bring brought put whole even though whether per via
+KEYWORD_STOPWORDS = STOPWORDS | frozenset("""
+didn doesn isn wasn won wouldn couldn shouldn aren haven hasn ain let make
+makes made go goes going went gone come comes came take takes took tell
+tells told want wants wanted think thinks thought feel feels felt keep keeps kept
+way thing things lot bit kind sort stuff pretty totally completely literally honestly seriously
+always never already almost around since last next ago lately recently today yesterday tonight
+someone something anything everything nothing everyone anyone ask asked asks asking bring brought put
+whole though whether per via
 """.split())
 
 
@@ -409,3 +400,16 @@ class SummarizationTask:
 def _source(example: Example) -> str:
     source = example.meta.get("source")
     return source if isinstance(source, str) else example.prompt
+
+
+def distinct_documents(make: Callable[[random.Random], Document | None], n: int, seed: int) -> list[Document]:
+    """`n` documents with distinct sources from a seeded maker that may reject a draw (None)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    docs: list[Document] = []
+    while len(docs) < n:
+        doc = make(rng)
+        if doc is not None and doc.source not in seen:
+            seen.add(doc.source)
+            docs.append(doc)
+    return docs

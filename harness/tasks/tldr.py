@@ -37,6 +37,7 @@ from typing import NamedTuple
 from harness.errors import InputError
 from harness.tasks.summarization import (
     Document,
+    distinct_documents,
     Fact,
     GeneratorFn,
     SlotFiller,
@@ -1076,15 +1077,7 @@ def generate_posts(n: int, seed: int, max_words: int = MAX_WORDS) -> list[Docume
     """
     if not MIN_WORDS + 30 <= max_words <= MAX_WORDS:
         raise InputError(f"generate_posts: max_words must be in [{MIN_WORDS + 30}, {MAX_WORDS}], got {max_words}")
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    posts: list[Document] = []
-    while len(posts) < n:
-        post = _post(rng, max_words)
-        if post is not None and post.source not in seen:
-            seen.add(post.source)
-            posts.append(post)
-    return posts
+    return distinct_documents(lambda rng: _post(rng, max_words), n, seed)
 
 
 # The prompt format of trl-lib/tldr and CarperAI/openai_summarize_tldr: the post sits between

@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from harness.data.preference import PreferenceDataModule, PreferencePair
+from harness.data.preference import ListDataModule, PairCollator, PreferencePair
 from harness.errors import InputError
 from harness.losses.dpo import dpo_loss
 from harness.models.loading import load_causal_lm
@@ -79,7 +79,7 @@ def test_dpo_training_raises_chosen_over_rejected(tiny_dir: Path, tmp_path: Path
     ref_c = batched_logps(model, prompts, chosen, tok.pad_token_id, 4)
     ref_r = batched_logps(model, prompts, rejected, tok.pad_token_id, 4)
     pairs = [PreferencePair(p, c, r, rc, rr) for p, c, r, rc, rr in zip(prompts, chosen, rejected, ref_c, ref_r)]
-    data = PreferenceDataModule(pairs, [], tok.pad_token_id, batch_size=2, seed=0)
+    data = ListDataModule(pairs, [], PairCollator(tok.pad_token_id), batch_size=2, seed=0)
     module = OfflinePreferenceModule(model, lambda *a: dpo_loss(*a, beta=0.1), lr=1e-2)
     L.Trainer(max_steps=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path).fit(module, datamodule=data)
