@@ -39,3 +39,8 @@ class AdaptiveKL:
         error = min(max((kl - self.target) / self.target, -0.2), 0.2)
         self.beta *= 1.0 + error * n_steps / self.horizon
         return self.beta
+
+
+def kl_controller(beta: float, target: float | None = None, horizon: float = 10_000) -> FixedKL | AdaptiveKL:
+    """Adaptive towards `target` when one is given, else fixed at `beta` (`loss.kl.target=null`)."""
+    return FixedKL(beta) if target is None else AdaptiveKL(beta, target, horizon)

@@ -64,3 +64,11 @@ def test_every_loss_builds_its_method(loss: str) -> None:
     cfg = compose_with([f"loss={loss}", "model=tiny"])
     method = instantiate(cfg.loss.method)
     assert callable(getattr(method, "fit"))
+
+
+def test_ppo_kl_is_adaptive_or_fixed() -> None:
+    from harness.rl.kl_control import AdaptiveKL, FixedKL
+
+    assert isinstance(instantiate(compose_with(["loss=ppo", "model=tiny"]).loss.method).kl, AdaptiveKL)
+    fixed = instantiate(compose_with(["loss=ppo", "model=tiny", "loss.kl.target=null", "loss.beta=0.3"]).loss.method).kl
+    assert isinstance(fixed, FixedKL) and fixed.beta == 0.3

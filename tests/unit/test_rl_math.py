@@ -132,3 +132,11 @@ def test_sft_nll_hand_worked() -> None:
     loss, m = nll_loss(t([-1.0, -2.0, -9.0]), t([1.0, 1.0, 0.0]))
     assert loss.item() == pytest.approx(1.5)
     assert m["perplexity"].item() == pytest.approx(math.exp(1.5))
+
+
+def test_kl_controller_factory() -> None:
+    from harness.rl.kl_control import kl_controller
+
+    assert isinstance(kl_controller(0.2, None), FixedKL)
+    adaptive = kl_controller(0.2, 6.0, 100)
+    assert isinstance(adaptive, AdaptiveKL) and adaptive.horizon == 100
