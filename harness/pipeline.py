@@ -1,9 +1,9 @@
 """The experiment's stages and how they share artifacts.
 
-policy → samples (k per train prompt) → labels (panel, best-of-k) → reference log-probs →
-train (Lightning) → evaluate (held-out prompts) → MLflow. Every stage before training writes
-an artifact keyed by the hash of exactly the settings that determine it (see cache.py), so
-runs that share a stage share its output.
+policy → samples (k per train prompt) → labels (panel, best-of-k; or a file of human labels)
+→ train (the loss's method: see methods.py) → evaluate (held-out prompts) → MLflow. Every
+stage before training writes an artifact keyed by the hash of exactly the settings that
+determine it (see cache.py), so runs that share a stage share its output.
 """
 
 from __future__ import annotations
