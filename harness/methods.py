@@ -253,7 +253,8 @@ class PPO:
                                 generator=torch.Generator().manual_seed(_seed(exp, "ppo")))
         loader = DataLoader(list(range(len(prep.train_ids))), batch_size=self.settings.rollout_batch, sampler=sampler)
         # Manual optimisation: PPO clips its own gradients and counts iterations, not steps.
-        overrides = {"gradient_clip_val": None, "max_steps": -1, "max_epochs": 1, "limit_val_batches": 0}
+        overrides = {"gradient_clip_val": None, "max_steps": -1, "max_epochs": 1, "limit_val_batches": 0,
+                     "log_every_n_steps": 1}  # an iteration is expensive: log each one
         _trainer(ctx, **overrides).fit(module, train_dataloaders=loader)
         return SampledPolicy(module.policy, ctx)
 
