@@ -193,7 +193,7 @@ def prepare(exp: Experiment) -> Prepared:
         encode_prompts(tokenizer, train_examples, task.max_new_tokens, context),
         encode_prompts(tokenizer, eval_examples, task.max_new_tokens, context),
         imported,
-        hashlib.sha256(Path(exp.labeler.path).read_bytes()).hexdigest() if imported else "",
+        hashlib.sha256(Path(exp.labeler.path).expanduser().read_bytes()).hexdigest() if imported else "",
     )
 
 

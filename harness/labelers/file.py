@@ -221,7 +221,7 @@ class FileLabeler:
         """The comparisons as Examples plus their responses, choices and annotators."""
         records = self.records()
         return FileExamples(
-            examples=[Example(id=r.id, prompt=r.prompt, meta={"source": r.source, "line": r.line}) for r in records],
+            examples=[Example(id=r.id, prompt=r.prompt, meta={"file": r.source, "line": r.line}) for r in records],
             candidates=[list(r.responses) for r in records],
             choices=[r.choice for r in records],
             annotators=[r.annotator for r in records],

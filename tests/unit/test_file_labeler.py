@@ -63,7 +63,7 @@ def test_labeler_gives_examples_and_provenance(tmp_path: Path) -> None:
     labeler = FileLabeler(path=str(path))
     assert all(r.provenance == {"labeler": "file", "version": "1", "source": str(path)} for r in labeler.records())
     examples, candidates, choices, annotators = labeler.as_examples()
-    assert examples[0] == Example(id="x", prompt="The film was", meta={"source": str(path), "line": 1})
+    assert examples[0] == Example(id="x", prompt="The film was", meta={"file": str(path), "line": 1})
     assert candidates == [[" great.", " dull."], ["a", "b", "c"]]
     assert choices == [0, 2]
     assert annotators == ["r1", None]
