@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ def config_hash(spec: Mapping[str, Any]) -> str:
     """Stable short hash of a JSON-serialisable spec (key order does not matter)."""
     text = json.dumps(spec, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """A seed per stage, so a stage draws the same numbers whether it runs or is loaded."""
+    return zlib.crc32(f"{seed}:{stage}".encode())
 
 
 def is_complete(path: Path) -> bool:

@@ -21,7 +21,7 @@ import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader, RandomSampler
 
-from harness.cache import ArtifactCache, config_hash
+from harness.cache import ArtifactCache, config_hash, stage_seed
 from harness.data.collate import pack
 from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule, PairCollator, PreferencePair
 from harness.errors import InputError
@@ -73,8 +73,6 @@ class SampledPolicy:
 
 def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]], exp: Experiment,
                  progress: Progress, desc: str, k: int = 1) -> list[list[int]]:
-    from harness.pipeline import stage_seed
-
     responses = generate_responses(
         policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
         temperature=exp.eval.temperature, k=k, batch_size=exp.eval.batch_size,
@@ -143,8 +141,6 @@ class OfflinePreference:
 
 
 def _seed(exp: Experiment, stage: str) -> int:
-    from harness.pipeline import stage_seed
-
     return stage_seed(exp.seed, stage)
 
 
@@ -177,7 +173,7 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
     def build(out: Path) -> None:
         torch.manual_seed(_seed(exp, "reward_model"))
         rm = RewardModel.from_policy_dir(prep.policy_dir)
-        freeze_lower_layers_of_trunk(rm, settings.trainable_layers)
+        freeze_lower_layers(rm.trunk, settings.trainable_layers, key="loss.reward_model.trainable_layers")
         module = RewardModelModule(rm, settings.loss_fn, settings.lr)
         data = ListDataModule(groups[:-n_val], groups[-n_val:], GroupCollator(prep.tokenizer.pad_token_id),
                               settings.batch_size, _seed(exp, "reward_model"))
@@ -209,18 +205,6 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
     exp.tracker.set_tags({"artifact.reward_model": config_hash(spec)})
     exp.tracker.log_metrics(json.loads((path / "metrics.json").read_text()))
     return RewardModel.load(path)
-
-
-def freeze_lower_layers_of_trunk(rm: RewardModel, trainable_layers: int | None) -> None:
-    if trainable_layers is None:
-        return
-    layers = rm.trunk.layers
-    if not 1 <= trainable_layers <= len(layers):
-        raise InputError(f"reward_model.trainable_layers={trainable_layers}: expected 1..{len(layers)} or null")
-    rm.trunk.requires_grad_(False)
-    for block in layers[len(layers) - trainable_layers :]:
-        block.requires_grad_(True)
-    rm.trunk.norm.requires_grad_(True)
 
 
 def _top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[int]) -> float:

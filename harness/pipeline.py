@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness.cache import ArtifactCache, config_hash
+from harness.cache import ArtifactCache, config_hash, stage_seed
 from harness.errors import InputError
 from harness.eval.evaluate import evaluate_policy
 from harness.labelers.file import FileExamples, FileLabeler
@@ -103,11 +102,6 @@ class Experiment:
     tags: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     config_yaml: str = ""
-
-
-def stage_seed(seed: int, stage: str) -> int:
-    """A seed per stage, so a stage draws the same numbers whether or not others ran."""
-    return zlib.crc32(f"{seed}:{stage}".encode())
 
 
 def progress_bar() -> Progress:

@@ -104,3 +104,18 @@ def test_smollm2_gguf_converts_to_an_equivalent_safetensors_dir(tmp_path: Path) 
     ids = torch.tensor([tok("The weather today is", add_special_tokens=False).input_ids])
     with torch.no_grad():
         assert torch.allclose(converted(ids).logits, direct(ids).logits, atol=1e-4)
+
+
+def test_freezing_works_on_a_policy_and_on_a_reward_model_trunk(tiny_dir: Path) -> None:
+    from harness.models.loading import freeze_lower_layers
+    from harness.models.reward import RewardModel
+
+    policy, _ = load_causal_lm(tiny_dir)
+    freeze_lower_layers(policy, 1)
+    assert not policy.model.layers[0].self_attn.q_proj.weight.requires_grad
+    assert policy.model.layers[1].self_attn.q_proj.weight.requires_grad
+    rm = RewardModel.from_policy_dir(tiny_dir)
+    freeze_lower_layers(rm.trunk, 1, key="loss.reward_model.trainable_layers")
+    assert rm.head.weight.requires_grad and not rm.trunk.layers[0].mlp.up_proj.weight.requires_grad
+    with pytest.raises(InputError, match="loss.reward_model.trainable_layers=5"):
+        freeze_lower_layers(rm.trunk, 5, key="loss.reward_model.trainable_layers")
