@@ -3,7 +3,10 @@
 Every method turns the labelled comparisons into a policy to evaluate (`EvalPolicy`):
 - `OfflinePreference`: DPO and relatives on the comparisons, with cached reference log-probs;
 - `PPO`: a reward model trained on the comparisons, then PPO against it with a KL penalty;
-- `BestOfN`: the same reward model picks the best of n samples of the initial policy.
+- `BestOfN`: the same reward model picks the best of n samples of the initial policy;
+- `RewardModelOnly`: the reward-model stage alone (its artifact serves later PPO and best-of-n
+  runs); the policy evaluated is the initial one;
+- `SFT`: supervised fine-tuning on references or on chosen responses.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from harness.data.collate import pack
 from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule, PairCollator, PreferencePair
 from harness.errors import InputError
 from harness.models.loading import freeze_lower_layers, load_causal_lm
-from harness.models.reward import RewardModel
+from harness.models.reward import POOLINGS, RewardModel
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss
 from harness.modules.ppo import PPOModule, PPOSettings
 from harness.modules.reward_model import GroupLoss, RewardModelModule
@@ -44,6 +47,7 @@ class TrainContext:
     labelled: Labelled
     cache: ArtifactCache
     progress: Callable[[], Progress]
+    initial_ids: Sequence[Sequence[int]] = ()  # the initial policy's eval responses
 
 
 class EvalPolicy(Protocol):
@@ -148,10 +152,26 @@ def _seed(exp: Experiment, stage: str) -> int:
 class RewardModelSettings:
     loss_fn: GroupLoss
     lr: float = 1.0e-5
+    head_lr: float | None = None  # None: lr
+    weight_decay: float = 0.0
+    pooling: str = "mean"  # "mean" over the response's tokens, or "last" token (models/reward.py)
     batch_size: int = 8
     epochs: int = 1
     trainable_layers: int | None = None
     val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        key = "loss.reward_model"
+        if self.pooling not in POOLINGS:
+            raise InputError(f"{key}.pooling={self.pooling!r}: expected one of {', '.join(POOLINGS)}")
+        for name in ("lr", "head_lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InputError(f"{key}.{name}={value}: expected a learning rate > 0")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InputError(f"{key}: epochs and batch_size must be ≥ 1, got {self.epochs} and {self.batch_size}")
+        if not 0 < self.val_fraction < 1:
+            raise InputError(f"{key}.val_fraction={self.val_fraction}: expected a fraction in (0, 1)")
 
 
 def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> RewardModel:
@@ -172,9 +192,9 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
 
     def build(out: Path) -> None:
         torch.manual_seed(_seed(exp, "reward_model"))
-        rm = RewardModel.from_policy_dir(prep.policy_dir)
-        freeze_lower_layers(rm.trunk, settings.trainable_layers, key="loss.reward_model.trainable_layers")
-        module = RewardModelModule(rm, settings.loss_fn, settings.lr)
+        rm = RewardModel.from_policy_dir(prep.policy_dir, settings.pooling)
+        freeze_lower_layers(rm.trunk, settings.trainable_layers, key="loss.reward_model.trainable_layers", minimum=0)
+        module = RewardModelModule(rm, settings.loss_fn, settings.lr, settings.weight_decay, settings.head_lr)
         data = ListDataModule(groups[:-n_val], groups[-n_val:], GroupCollator(prep.tokenizer.pad_token_id),
                               settings.batch_size, _seed(exp, "reward_model"))
         trainer = _trainer(ctx, max_epochs=settings.epochs, max_steps=-1)
@@ -275,6 +295,34 @@ class BestOfN:
         if self.n < 1:
             raise InputError(f"loss.n must be ≥ 1, got {self.n}")
         return BestOfNPolicy(self.n, reward_model_stage(ctx, self.reward_model), ctx)
+
+
+@dataclass
+class InitialPolicy:
+    """The initial policy, unchanged: its cached eval responses, KL 0."""
+
+    ctx: TrainContext
+
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+        return [list(r) for r in self.ctx.initial_ids]
+
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+        return np.zeros(len(responses))
+
+
+@dataclass
+class RewardModelOnly:
+    """`loss=reward_model`: train (or load) the reward model and log its rm/* metrics.
+
+    The artifact is keyed by the labels and `loss.reward_model`, so PPO and best-of-n runs with
+    the same settings load it instead of training it again.
+    """
+
+    reward_model: RewardModelSettings
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        reward_model_stage(ctx, self.reward_model)
+        return InitialPolicy(ctx)
 
 
 class _PackCollator:

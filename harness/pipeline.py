@@ -288,7 +288,7 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     if labelled.meta.get("agreement") is not None:
         exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
 
-    trained = exp.method.fit(TrainContext(exp, prep, labelled, cache, progress_bar))
+    trained = exp.method.fit(TrainContext(exp, prep, labelled, cache, progress_bar, initial_ids))
 
     with progress_bar() as progress:
         trained_ids = trained.responses(prep.eval_ids, progress)

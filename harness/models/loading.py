@@ -48,21 +48,25 @@ def load_causal_lm(
     return model, tokenizer
 
 
-def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int | None, key: str = "model.trainable_layers") -> None:
+def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int | None, key: str = "model.trainable_layers",
+                        minimum: int = 1) -> None:
     """Train only the top `trainable_layers` decoder blocks and the final norm.
 
     Embeddings (tied to the output layer in the models here) and the lower blocks stay frozen,
-    so backpropagation stops at the lowest trainable block. None trains everything. Works on
-    a causal LM or on a bare trunk (a reward model's); `key` names the setting in errors.
+    so backpropagation stops at the lowest trainable block. None trains everything; 0 (where
+    `minimum` allows it: a reward model's trunk under a trainable head) freezes the whole
+    model. Works on a causal LM or on a bare trunk; `key` names the setting in errors.
     """
     if trainable_layers is None:
         return
     layers = getattr(model.get_decoder(), "layers", None)
     if layers is None:
         raise InputError(f"{type(model).__name__}: no decoder `layers` to freeze; set {key}=null")
-    if not 1 <= trainable_layers <= len(layers):
-        raise InputError(f"{key}={trainable_layers}: expected 1..{len(layers)} or null")
+    if not minimum <= trainable_layers <= len(layers):
+        raise InputError(f"{key}={trainable_layers}: expected {minimum}..{len(layers)} or null")
     model.requires_grad_(False)
+    if trainable_layers == 0:
+        return
     for block in layers[len(layers) - trainable_layers :]:
         block.requires_grad_(True)
     norm = getattr(model.get_decoder(), "norm", None)

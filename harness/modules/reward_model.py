@@ -16,11 +16,13 @@ GroupLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str,
 class RewardModelModule(L.LightningModule):
     """Fits r(x, y) with a loss on (B, k) rewards and chosen indices; metrics under `rm/`."""
 
-    def __init__(self, reward_model: RewardModel, loss_fn: GroupLoss, lr: float, weight_decay: float = 0.0) -> None:
+    def __init__(self, reward_model: RewardModel, loss_fn: GroupLoss, lr: float, weight_decay: float = 0.0,
+                 head_lr: float | None = None) -> None:
         super().__init__()
         self.reward_model = reward_model
         self.loss_fn = loss_fn
         self.lr = lr
+        self.head_lr = lr if head_lr is None else head_lr
         self.weight_decay = weight_decay
 
     def _step(self, batch: GroupBatch, split: str) -> torch.Tensor:
@@ -39,5 +41,9 @@ class RewardModelModule(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.reward_model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        """AdamW; the freshly initialised head may take a larger step than the pretrained trunk."""
+        trunk = [p for p in self.reward_model.trunk.parameters() if p.requires_grad]
+        groups = [{"params": list(self.reward_model.head.parameters()), "lr": self.head_lr}]
+        if trunk:
+            groups.append({"params": trunk, "lr": self.lr})
+        return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)

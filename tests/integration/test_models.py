@@ -119,3 +119,41 @@ def test_freezing_works_on_a_policy_and_on_a_reward_model_trunk(tiny_dir: Path) 
     assert rm.head.weight.requires_grad and not rm.trunk.layers[0].mlp.up_proj.weight.requires_grad
     with pytest.raises(InputError, match="loss.reward_model.trainable_layers=5"):
         freeze_lower_layers(rm.trunk, 5, key="loss.reward_model.trainable_layers")
+
+
+def test_reward_model_pools_over_response_tokens_only(tiny_dir: Path, tmp_path: Path) -> None:
+    from harness.data.collate import pack
+    from harness.models.reward import RewardModel
+
+    torch.manual_seed(0)
+    rm = RewardModel.from_policy_dir(tiny_dir).eval()
+    prompt, response = [5, 6, 7], [8, 9]
+    with torch.inference_mode():
+        alone = rm.raw(pack([prompt], [response], pad_id=0))
+        # Padding (a longer prompt and a longer response elsewhere in the batch) changes nothing.
+        batch = rm.raw(pack([prompt, [5, 6, 7, 10, 11]], [response, [8, 9, 12, 13]], pad_id=0))
+        hidden = rm.trunk(input_ids=torch.tensor([prompt + response])).last_hidden_state[0, -2:].mean(0)
+        expected = rm.head(hidden)[0]
+    assert torch.allclose(alone[0], batch[0], atol=1e-5)
+    assert torch.allclose(alone[0], expected, atol=1e-5)
+    rm.set_normalization(torch.tensor([1.0, 3.0]))
+    rm.save(tmp_path / "rm")
+    again = RewardModel.load(tmp_path / "rm")
+    assert again.pooling == "mean" and again.offset.item() == 2.0
+    with torch.inference_mode():
+        assert torch.allclose(again.raw(pack([prompt], [response], pad_id=0)), alone, atol=1e-5)
+
+
+def test_reward_model_head_learns_faster_and_whole_trunk_can_freeze(tiny_dir: Path) -> None:
+    from harness.losses.bradley_terry import best_of_k_loss
+    from harness.models.loading import freeze_lower_layers
+    from harness.models.reward import RewardModel
+    from harness.modules.reward_model import RewardModelModule
+
+    rm = RewardModel.from_policy_dir(tiny_dir, pooling="last")
+    freeze_lower_layers(rm.trunk, 0, key="loss.reward_model.trainable_layers", minimum=0)
+    assert not any(p.requires_grad for p in rm.trunk.parameters()) and rm.head.weight.requires_grad
+    (head,) = RewardModelModule(rm, best_of_k_loss, lr=1e-5, head_lr=1e-3).configure_optimizers().param_groups
+    assert head["lr"] == 1e-3 and len(head["params"]) == 2  # weight and bias; no frozen trunk group
+    with pytest.raises(InputError, match="expected 1..2"):
+        freeze_lower_layers(load_causal_lm(tiny_dir)[0], 0)  # a policy must train something

@@ -125,3 +125,24 @@ def test_sft_end_to_end(task: str, targets: str, harness_env: dict[str, str], wo
 def test_sft_on_references_needs_references(harness_env: dict[str, str], workdir: Path) -> None:
     proc = run(["experiment=smoke", "loss=sft", "loss.targets=references"], harness_env, workdir)
     assert proc.returncode == 2 and "loss.targets=references" in proc.stderr
+
+
+def test_reward_model_stage_alone_is_shared_with_best_of_n(harness_env: dict[str, str], workdir: Path) -> None:
+    settings = ["experiment=smoke", "loss.reward_model.epochs=2", "loss.reward_model.pooling=last"]
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "e2e-rm-alone"}
+    proc = run([*settings, "loss=reward_model", f"hydra.run.dir={workdir / 'rm-alone'}"], env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    alone = finished_run(env, "e2e-rm-alone")
+    assert {"rm/train_loss", "rm/val_accuracy", "rm/gold_accuracy"} <= set(alone.data.metrics)
+    # The initial policy is what it evaluates: no KL, every comparison with itself a tie.
+    assert alone.data.metrics["eval/kl"] == 0 and alone.data.metrics["eval/winrate_vs_init"] == 0.5
+    artifact = Path(env["PREFHARNESS_CACHE"]) / "artifacts" / "reward_model" / alone.data.tags["artifact.reward_model"]
+    built = (artifact / "head.safetensors").stat().st_mtime_ns
+
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "e2e-rm-then-bon"}
+    proc = run([*settings, "loss=best_of_n", f"hydra.run.dir={workdir / 'rm-bon'}"], env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bon = finished_run(env, "e2e-rm-then-bon")
+    assert bon.data.tags["artifact.reward_model"] == alone.data.tags["artifact.reward_model"]
+    assert (artifact / "head.safetensors").stat().st_mtime_ns == built  # loaded, not trained again
+    assert bon.data.metrics["rm/val_accuracy"] == pytest.approx(alone.data.metrics["rm/val_accuracy"], rel=1e-6)
