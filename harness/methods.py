@@ -182,7 +182,8 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
     in a held-out comparison is the judge panel's noise-free best.
     """
     exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
-    spec = {"labelled": config_hash(labelled.spec), "reward_model": exp.keys.get("reward_model"), "seed": exp.seed}
+    # Keyed by the labels themselves (not only the samples): another labeler, another model.
+    spec = {"labels": labelled.choices_key, "reward_model": exp.keys.get("reward_model"), "seed": exp.seed}
     groups = [ComparisonGroup(tuple(p), tuple(tuple(r) for r in g), c)
               for p, g, c in zip(labelled.prompt_ids, labelled.responses, labelled.choices)]
     n_val = max(1, int(round(len(groups) * settings.val_fraction)))

@@ -155,9 +155,13 @@ class Labelled:
     prompt_ids: list[list[int]]
     responses: list[list[list[int]]]  # [N][k] token ids
     choices: list[int]
-    spec: dict[str, Any]  # what determines them: keys the reference log-probs
+    spec: dict[str, Any]  # what determines the responses: keys the reference log-probs
     meta: dict[str, Any]  # provenance and agreement
     artifacts: dict[str, str] = field(default_factory=dict)
+    choices_key: str = ""  # hash of what determines the choices too: keys the reward model
+
+    def __post_init__(self) -> None:
+        self.choices_key = self.choices_key or config_hash(self.spec)
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -247,6 +251,7 @@ def sample_and_label(exp: Experiment, prep: Prepared, cache: ArtifactCache, prog
         [s["prompt_ids"] for s in samples], [s["responses"] for s in samples], [lab["choice"] for lab in labels],
         spec=samples_spec, meta=json.loads((labels_dir / "meta.json").read_text()),
         artifacts={"samples": config_hash(samples_spec), "labels": config_hash(labels_spec)},
+        choices_key=config_hash(labels_spec),
     )
 
 

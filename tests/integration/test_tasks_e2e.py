@@ -146,3 +146,12 @@ def test_reward_model_stage_alone_is_shared_with_best_of_n(harness_env: dict[str
     assert bon.data.tags["artifact.reward_model"] == alone.data.tags["artifact.reward_model"]
     assert (artifact / "head.safetensors").stat().st_mtime_ns == built  # loaded, not trained again
     assert bon.data.metrics["rm/val_accuracy"] == pytest.approx(alone.data.metrics["rm/val_accuracy"], rel=1e-6)
+
+    # Other labels (one annotator far more careless) on the same samples: another reward model.
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "e2e-rm-other-labels"}
+    proc = run([*settings, "loss=reward_model", "labeler.annotators.0.flip_rate=0.45",
+                f"hydra.run.dir={workdir / 'rm-other'}"], env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    other = finished_run(env, "e2e-rm-other-labels")
+    assert other.data.tags["artifact.samples"] == alone.data.tags["artifact.samples"]
+    assert other.data.tags["artifact.reward_model"] != alone.data.tags["artifact.reward_model"]
