@@ -11,6 +11,7 @@ Every method turns the labelled comparisons into a policy to evaluate (`EvalPoli
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -26,11 +27,20 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from harness.cache import ArtifactCache, config_hash, stage_seed
 from harness.data.collate import pack
-from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule, PairCollator, PreferencePair
+from harness.data.preference import (
+    ComparisonGroup,
+    GroupCollator,
+    ListDataModule,
+    PairCollator,
+    PreferencePair,
+    UnpairedCollator,
+    UnpairedExample,
+)
 from harness.errors import InputError
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import POOLINGS, RewardModel
-from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss
+from harness.losses.kto import kto_weights
+from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss, UnpairedLoss
 from harness.modules.ppo import PPOModule, PPOSettings
 from harness.modules.reward_model import GroupLoss, RewardModelModule
 from harness.rl.kl_control import AdaptiveKL, FixedKL
@@ -90,16 +100,20 @@ def build_pairs(
     responses: Sequence[Sequence[Sequence[int]]],
     choices: Sequence[int],
     ref_logps: Sequence[Sequence[float]],
-) -> list[PreferencePair]:
-    """Best-of-k labels to pairs: the chosen response against each of the k−1 others.
+    keep: set[int] | None = None,
+) -> list[tuple[int, PreferencePair]]:
+    """Best-of-k labels to pairs, each with its prompt index: the chosen response against each
+    of the k−1 others, for the prompts in `keep` (all by default).
 
     Identical responses carry no preference and are skipped.
     """
     pairs = []
-    for p, group, best, ref in zip(prompt_ids, responses, choices, ref_logps):
+    for i, (p, group, best, ref) in enumerate(zip(prompt_ids, responses, choices, ref_logps)):
+        if keep is not None and i not in keep:
+            continue
         for j, other in enumerate(group):
             if j != best and list(other) != list(group[best]):
-                pairs.append(PreferencePair(tuple(p), tuple(group[best]), tuple(other), ref[best], ref[j]))
+                pairs.append((i, PreferencePair(tuple(p), tuple(group[best]), tuple(other), ref[best], ref[j])))
     return pairs
 
 
@@ -108,40 +122,175 @@ def _trainer(ctx: TrainContext, **overrides: Any) -> L.Trainer:
     return L.Trainer(logger=ctx.exp.tracker.lightning_logger(), default_root_dir=str(ctx.exp.run_dir), **kwargs)
 
 
+REFERENCES = ("cached", "online", "none")
+
+
 @dataclass
 class OfflinePreference:
-    """Offline objectives on preference pairs; `loss_fn` is the pure pairwise loss."""
+    """Offline objectives on the labelled comparisons; `loss_fn` is the pure loss.
 
-    loss_fn: PairLoss
+    Pairwise objectives (DPO, IPO, SimPO, ORPO) train on (chosen, other) pairs; with
+    `unpaired` (KTO) every chosen response is a desirable example and every other response an
+    undesirable one. `labels.desirable_fraction` < 1 keeps only that share of the chosen
+    responses (a seeded choice of prompts): KTO loses desirable examples, pairwise objectives
+    the pairs built on them. `reference`: `cached` (log π_ref of every labelled response,
+    computed once, an artifact), `online` (the frozen initial policy held in memory and run on
+    each batch) or `none` (reference-free objectives). `length_normalized` passes per-token
+    average log-probs (SimPO, ORPO). `balance_weights` applies KTO's rule of thumb for
+    λ_D and λ_U to the counts of desirable and undesirable examples.
+    """
+
+    loss_fn: PairLoss | UnpairedLoss
+    unpaired: bool = False
+    length_normalized: bool = False
+    reference: str = "cached"
+    balance_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reference not in REFERENCES:
+            raise InputError(f"loss.method.reference={self.reference!r}: expected one of {', '.join(REFERENCES)}")
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
         tokenizer, policy = prep.tokenizer, prep.policy
-        ref_spec = {"labelled": config_hash(labelled.spec)}
-
-        def reference(out: Path) -> None:
-            flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
-            flat_r = [r for group in labelled.responses for r in group]
-            with ctx.progress() as progress:
-                flat = iter(batched_logps(policy, flat_p, flat_r, tokenizer.pad_token_id, exp.sampling.batch_size,
-                                          progress=progress, desc="reference log-probs"))
-            (out / "ref_logps.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
-
-        ref_dir = ctx.cache.get_or_build("ref_logps", ref_spec, reference)
-        exp.tracker.set_tags({"artifact.ref_logps": config_hash(ref_spec)})
-        ref_logps = json.loads((ref_dir / "ref_logps.json").read_text())
-        pairs = build_pairs(labelled.prompt_ids, labelled.responses, labelled.choices, ref_logps)
-        n_val = int(round(len(pairs) * exp.train.val_fraction))
-        if len(pairs) - n_val < 1:
-            raise InputError(f"labels.n={exp.labels.n} gives {len(pairs)} usable pairs: too few to train on")
-        exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
-        # Pairs are grouped by prompt, so the tail holds out whole prompts.
-        data = ListDataModule(pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :],
-                              PairCollator(tokenizer.pad_token_id), exp.train.batch_size, _seed(exp, "train"))
-        module = OfflinePreferenceModule(policy, self.loss_fn, lr=exp.train.lr,
-                                         weight_decay=exp.train.weight_decay, warmup_steps=exp.train.warmup_steps)
-        _trainer(ctx, limit_val_batches=1.0 if n_val else 0).fit(module, datamodule=data)
+        n = len(labelled.choices)
+        keep = _desirable_prompts(n, exp.labels.desirable_fraction, _seed(exp, "desirable"))
+        if self.reference == "cached":
+            ref_logps = self._cached_reference(ctx)
+        else:
+            ref_logps = [[float("nan")] * len(g) for g in labelled.responses]
+        n_val = int(round(n * exp.train.val_fraction))  # whole prompts, from the tail
+        if self.unpaired:
+            partners = _kl_partners(n, _seed(exp, "kl_pairs"))
+            ref_kl = (self._cached_kl_reference(ctx, partners) if self.reference == "cached"
+                      else [[float("nan")] * len(g) for g in labelled.responses])
+            examples = build_unpaired(labelled.prompt_ids, labelled.responses, labelled.choices, ref_logps,
+                                      partners, ref_kl, keep)
+            train = [e for e in examples if e[0] < n - n_val]
+            val = [e for e in examples if e[0] >= n - n_val]
+            train_rows, val_rows = [e[1] for e in train], [e[1] for e in val]
+            n_d = sum(e.desirable for e in train_rows)
+            n_u = len(train_rows) - n_d
+            exp.tracker.log_metrics({"labels/desirable": float(n_d), "labels/undesirable": float(n_u)})
+            loss_fn = self._balanced(self.loss_fn, n_d, n_u, exp) if self.balance_weights else self.loss_fn
+            collate = UnpairedCollator(tokenizer.pad_token_id)
+        else:
+            pairs = build_pairs(labelled.prompt_ids, labelled.responses, labelled.choices, ref_logps, keep)
+            train_rows = [pair for i, pair in pairs if i < n - n_val]
+            val_rows = [pair for i, pair in pairs if i >= n - n_val]
+            exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
+            loss_fn = self.loss_fn
+            collate = PairCollator(tokenizer.pad_token_id)
+        if not train_rows:
+            raise InputError(f"labels.n={exp.labels.n}, labels.desirable_fraction={exp.labels.desirable_fraction}: "
+                             "no training examples left")
+        data = ListDataModule(train_rows, val_rows, collate, exp.train.batch_size, _seed(exp, "train"))
+        reference = load_causal_lm(prep.policy_dir)[0] if self.reference == "online" else None
+        module = OfflinePreferenceModule(policy, loss_fn, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
+                                         warmup_steps=exp.train.warmup_steps, length_normalized=self.length_normalized,
+                                         reference=reference)
+        _trainer(ctx, limit_val_batches=1.0 if val_rows else 0).fit(module, datamodule=data)
         return SampledPolicy(module.policy, ctx)
+
+    @staticmethod
+    def _cached_reference(ctx: TrainContext) -> list[list[float]]:
+        """log π_ref(y | x) of every labelled response: an artifact keyed by the samples."""
+        labelled = ctx.labelled
+        flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
+        flat_r = [r for group in labelled.responses for r in group]
+        spec = {"labelled": config_hash(labelled.spec)}
+        return _reference_artifact(ctx, "ref_logps", spec, flat_p, flat_r, "reference log-probs")
+
+    @staticmethod
+    def _cached_kl_reference(ctx: TrainContext, partners: Sequence[int]) -> list[list[float]]:
+        """log π_ref(y' | x) of each prompt with its KL partner's responses (KTO's z0)."""
+        labelled = ctx.labelled
+        flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
+        flat_r = [r for i, group in enumerate(labelled.responses) for r in _partner_group(labelled.responses, partners, i, len(group))]
+        spec = {"labelled": config_hash(labelled.spec), "kl_partners_seed": ctx.exp.seed}
+        return _reference_artifact(ctx, "ref_kl_logps", spec, flat_p, flat_r, "reference log-probs: mismatched pairs")
+
+    @staticmethod
+    def _balanced(loss_fn: Any, n_d: int, n_u: int, exp: Experiment) -> Any:
+        if not isinstance(loss_fn, functools.partial) or "desirable_weight" not in loss_fn.keywords:
+            raise InputError("loss.method.balance_weights=true needs a loss with desirable_weight and "
+                             "undesirable_weight (KTO)")
+        if n_d == 0 or n_u == 0:
+            raise InputError(f"loss.method.balance_weights: {n_d} desirable and {n_u} undesirable examples; "
+                             "both must be > 0")
+        kw = loss_fn.keywords
+        lam_d, lam_u = kto_weights(n_d, n_u, kw["desirable_weight"], kw.get("undesirable_weight", 1.0))
+        exp.tracker.log_metrics({"labels/desirable_weight": lam_d, "labels/undesirable_weight": lam_u})
+        return functools.partial(loss_fn, desirable_weight=lam_d, undesirable_weight=lam_u)
+
+
+def _reference_artifact(ctx: TrainContext, stage: str, spec: dict[str, Any], prompts: Sequence[Sequence[int]],
+                        responses: Sequence[Sequence[int]], desc: str) -> list[list[float]]:
+    exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
+
+    def build(out: Path) -> None:
+        with ctx.progress() as progress:
+            flat = iter(batched_logps(prep.policy, prompts, responses, prep.tokenizer.pad_token_id,
+                                      exp.sampling.batch_size, progress=progress, desc=desc))
+        (out / f"{stage}.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
+
+    path = ctx.cache.get_or_build(stage, spec, build)
+    exp.tracker.set_tags({f"artifact.{stage}": config_hash(spec)})
+    return json.loads((path / f"{stage}.json").read_text())
+
+
+def _desirable_prompts(n: int, fraction: float, seed: int) -> set[int]:
+    """The prompts whose chosen response is kept: a seeded share `fraction` of the n."""
+    if fraction >= 1.0:
+        return set(range(n))
+    order = np.random.default_rng(seed).permutation(n)
+    return set(order[: int(round(fraction * n))].tolist())
+
+
+def _kl_partners(n: int, seed: int) -> list[int]:
+    """partners[i] ≠ i: the prompt whose responses are scored against prompt i for KTO's z0.
+
+    A seeded cycle through all prompts, fixed before training so the reference log-probs of the
+    mismatched pairs can be computed once (TRL also fixes them when it builds the dataset).
+    """
+    if n < 2:
+        raise InputError(f"labels.n={n}: KTO's reference point needs at least 2 prompts")
+    order = np.random.default_rng(seed).permutation(n)
+    partners = [0] * n
+    for pos, i in enumerate(order):
+        partners[int(i)] = int(order[(pos + 1) % n])
+    return partners
+
+
+def _partner_group(responses: Sequence[Sequence[Sequence[int]]], partners: Sequence[int], i: int, k: int) -> list:
+    other = responses[partners[i]]
+    return [other[j % len(other)] for j in range(k)]
+
+
+def build_unpaired(
+    prompt_ids: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[Sequence[int]]],
+    choices: Sequence[int],
+    ref_logps: Sequence[Sequence[float]],
+    partners: Sequence[int],
+    ref_kl_logps: Sequence[Sequence[float]],
+    keep: set[int],
+) -> list[tuple[int, UnpairedExample]]:
+    """Best-of-k labels to KTO's unpaired examples, each with its prompt index: the chosen
+    response desirable (if its prompt is in `keep`), every other response undesirable.
+    Response j of prompt i is paired for the KL estimate with response j of its partner."""
+    rows = []
+    for i, (p, group, best) in enumerate(zip(prompt_ids, responses, choices)):
+        kl_group = _partner_group(responses, partners, i, len(group))
+        for j, response in enumerate(group):
+            desirable = j == best
+            if desirable and i not in keep:
+                continue
+            if not desirable and list(response) == list(group[best]):
+                continue  # a duplicate of the chosen response is not a rejected one
+            rows.append((i, UnpairedExample(tuple(p), tuple(response), tuple(kl_group[j]), desirable,
+                                            ref_logps[i][j], ref_kl_logps[i][j])))
+    return rows
 
 
 def _seed(exp: Experiment, stage: str) -> int:

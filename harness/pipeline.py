@@ -54,12 +54,17 @@ class SamplingSettings:
 class LabelSettings:
     n: int = 1000  # label budget: comparisons, one per prompt
     k: int = 2  # responses compared per label (4 = the paper's best-of-4)
+    # Share of the chosen responses kept for training (KTO paper's imbalance experiment):
+    # KTO loses desirable examples, pairwise objectives the pairs built on them.
+    desirable_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.n < 1:
             raise InputError(f"labels.n must be ≥ 1, got {self.n}")
         if self.k < 2:
             raise InputError(f"labels.k must be ≥ 2, got {self.k}")
+        if not 0 < self.desirable_fraction <= 1:
+            raise InputError(f"labels.desirable_fraction must be in (0, 1], got {self.desirable_fraction}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Preference pairs with cached reference log-probs, and their datamodule."""
+"""Preference data with cached reference log-probs: pairs (DPO, IPO, SimPO, ORPO), unpaired
+examples (KTO), comparison groups (reward model), and their datamodule."""
 
 from __future__ import annotations
 
@@ -48,6 +49,49 @@ class PairCollator:
 
     def __call__(self, pairs: Sequence[PreferencePair]) -> PairBatch:
         return collate_pairs(pairs, self.pad_id)
+
+
+@dataclass(frozen=True)
+class UnpairedExample:
+    """One response judged desirable or not (KTO), with a mismatched response for the KL
+    reference point: `kl_ids` answers another prompt, scored here against this one."""
+
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+    kl_ids: tuple[int, ...]
+    desirable: bool
+    ref_logp: float
+    ref_kl_logp: float
+
+
+@dataclass
+class UnpairedBatch:
+    """The B examples and, separately (they need no gradient), their B mismatched pairs."""
+
+    tokens: TokenBatch
+    kl_tokens: TokenBatch
+    desirable: torch.Tensor  # (B,) bool
+    ref_logps: torch.Tensor  # (B,)
+    ref_kl_logps: torch.Tensor  # (B,)
+
+    def transfer(self, device: torch.device | str) -> UnpairedBatch:
+        return UnpairedBatch(self.tokens.to(device), self.kl_tokens.to(device), self.desirable.to(device),
+                             self.ref_logps.to(device), self.ref_kl_logps.to(device))
+
+
+class UnpairedCollator:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, examples: Sequence[UnpairedExample]) -> UnpairedBatch:
+        prompts = [e.prompt_ids for e in examples]
+        return UnpairedBatch(
+            pack(prompts, [e.response_ids for e in examples], self.pad_id),
+            pack(prompts, [e.kl_ids for e in examples], self.pad_id),
+            torch.tensor([e.desirable for e in examples]),
+            torch.tensor([e.ref_logp for e in examples], dtype=torch.float32),
+            torch.tensor([e.ref_kl_logp for e in examples], dtype=torch.float32),
+        )
 
 
 class ListDataModule(L.LightningDataModule):

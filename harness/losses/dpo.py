@@ -14,10 +14,10 @@ def preference_metrics(
     """Detached implicit-reward statistics shared by the pairwise objectives."""
     chosen, rejected = chosen_rewards.detach(), rejected_rewards.detach()
     return {
-        "reward_chosen": chosen.mean(),
-        "reward_rejected": rejected.mean(),
-        "reward_margin": (chosen - rejected).mean(),
-        "accuracy": (chosen > rejected).float().mean(),
+        "rewards/chosen": chosen.mean(),
+        "rewards/rejected": rejected.mean(),
+        "rewards/margin": (chosen - rejected).mean(),
+        "rewards/accuracy": (chosen > rejected).float().mean(),
     }
 
 

@@ -1,8 +1,15 @@
-"""Offline preference optimisation (DPO and relatives) of a causal LM as a LightningModule.
+"""Offline preference optimisation of a causal LM as one LightningModule.
 
-The objective is injected as a pure loss function with the signature
-loss_fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected) -> (loss, metrics);
-the module does not know which objective it trains.
+The objective is injected as a pure loss function; the module does not know which objective
+it trains, only the shape of its data:
+- pairs (`PairBatch`): loss_fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+  for DPO, IPO, SimPO, ORPO;
+- unpaired examples (`UnpairedBatch`): loss_fn(policy, ref, desirable, policy_kl, ref_kl)
+  for KTO, where the last two score mismatched prompt–response pairs.
+Every argument is a (B,) tensor of sequence log-probs (Σ_t log π(y_t | x, y_<t)) or, with
+`length_normalized`, of per-token averages (SimPO, ORPO). Reference log-probs come with the
+batch (computed once and cached) or, when a `reference` model is given, are computed here on
+the fly.
 """
 
 from __future__ import annotations
@@ -13,24 +20,30 @@ import lightning as L
 import torch
 from transformers import PreTrainedModel
 
-from harness.data.preference import PairBatch
-from harness.rl.rollout import sequence_logps
+from harness.data.collate import TokenBatch
+from harness.data.preference import PairBatch, UnpairedBatch
+from harness.rl.rollout import forward_response
 
-PairLoss = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    tuple[torch.Tensor, dict[str, torch.Tensor]],
-]
+Metrics = dict[str, torch.Tensor]
+PairLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Metrics]]
+UnpairedLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                        tuple[torch.Tensor, Metrics]]
+
+# The walking skeleton's public names for two of the loss metrics, logged alongside.
+ALIASES = {"rewards/margin": "reward_margin", "rewards/accuracy": "accuracy"}
 
 
 class OfflinePreferenceModule(L.LightningModule):
     def __init__(
         self,
         policy: PreTrainedModel,
-        loss_fn: PairLoss,
+        loss_fn: PairLoss | UnpairedLoss,
         lr: float,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
         disable_dropout: bool = True,
+        length_normalized: bool = False,
+        reference: PreTrainedModel | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
@@ -44,26 +57,58 @@ class OfflinePreferenceModule(L.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
+        self.length_normalized = length_normalized
+        # Kept out of the module tree: frozen, never saved with the policy's checkpoint.
+        self._reference = (reference.eval().requires_grad_(False),) if reference is not None else ()
 
-    def _step(self, batch: PairBatch, split: str) -> torch.Tensor:
-        logps = sequence_logps(self.policy, batch.tokens)  # (2B,)
-        chosen, rejected = logps.chunk(2)
-        ref_chosen, ref_rejected = batch.ref_logps.chunk(2)
+    def _logps(self, model: PreTrainedModel, tokens: TokenBatch) -> torch.Tensor:
+        token_logps = forward_response(model, tokens)[0]  # (B, R), zero on padding
+        total = token_logps.sum(-1)
+        if self.length_normalized:
+            return total / tokens.response_mask.sum(-1).clamp(min=1)
+        return total
+
+    def _reference_logps(self, tokens: TokenBatch, cached: torch.Tensor) -> torch.Tensor:
+        if not self._reference:
+            if self.length_normalized:
+                return cached / tokens.response_mask.sum(-1).clamp(min=1)
+            return cached
+        with torch.no_grad():
+            return self._logps(self._reference[0], tokens)
+
+    def _loss(self, batch: PairBatch | UnpairedBatch) -> tuple[torch.Tensor, Metrics, int]:
+        if isinstance(batch, UnpairedBatch):
+            policy = self._logps(self.policy, batch.tokens)
+            with torch.no_grad():  # the reference point z0 is detached: no backward through it
+                policy_kl = self._logps(self.policy, batch.kl_tokens)
+            ref = self._reference_logps(batch.tokens, batch.ref_logps)
+            ref_kl = self._reference_logps(batch.kl_tokens, batch.ref_kl_logps)
+            loss, metrics = self.loss_fn(policy, ref, batch.desirable, policy_kl, ref_kl)
+            return loss, metrics, policy.shape[0]
+        chosen, rejected = self._logps(self.policy, batch.tokens).chunk(2)  # one pass over 2B rows
+        ref_chosen, ref_rejected = self._reference_logps(batch.tokens, batch.ref_logps).chunk(2)
         loss, metrics = self.loss_fn(chosen, rejected, ref_chosen, ref_rejected)
-        n = chosen.shape[0]
+        return loss, metrics, chosen.shape[0]
+
+    def _step(self, batch: PairBatch | UnpairedBatch, split: str) -> torch.Tensor:
+        loss, metrics, n = self._loss(batch)
         on_step = split == "train"
         self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
         for name, value in metrics.items():
             self.log(f"{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
+            if name in ALIASES:
+                self.log(f"{split}/{ALIASES[name]}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
         return loss
 
     def on_fit_start(self) -> None:
         self.policy.train()  # generation left it in eval mode
+        if self._reference:
+            self._reference[0].to(self.device)
 
-    def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: PairBatch | UnpairedBatch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
+    def validation_step(self, batch: PairBatch | UnpairedBatch, batch_idx: int) -> None:
         self._step(batch, "val")
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union type

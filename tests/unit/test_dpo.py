@@ -15,18 +15,18 @@ def t(*xs: float) -> torch.Tensor:
 def test_zero_margin_gives_log2() -> None:
     loss, m = dpo_loss(t(-3.0, -1.0), t(-2.0, -5.0), t(-3.0, -1.0), t(-2.0, -5.0), beta=0.5)
     assert loss.item() == pytest.approx(math.log(2))
-    assert m["reward_margin"].item() == 0.0
-    assert m["accuracy"].item() == 0.0  # ties are not wins
+    assert m["rewards/margin"].item() == 0.0
+    assert m["rewards/accuracy"].item() == 0.0  # ties are not wins
 
 
 def test_hand_worked_value() -> None:
     # h = (−1 − (−1.5)) − (−2 − (−1.5)) = 1;  β = 1:  −log σ(1) = log(1 + e^−1)
     loss, m = dpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), beta=1.0)
     assert loss.item() == pytest.approx(math.log1p(math.exp(-1.0)), abs=1e-12)  # 0.3132617
-    assert m["reward_chosen"].item() == pytest.approx(0.5)
-    assert m["reward_rejected"].item() == pytest.approx(-0.5)
-    assert m["reward_margin"].item() == pytest.approx(1.0)
-    assert m["accuracy"].item() == 1.0
+    assert m["rewards/chosen"].item() == pytest.approx(0.5)
+    assert m["rewards/rejected"].item() == pytest.approx(-0.5)
+    assert m["rewards/margin"].item() == pytest.approx(1.0)
+    assert m["rewards/accuracy"].item() == 1.0
 
 
 def test_beta_scales_the_logit() -> None:
