@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 from rich.progress import Progress
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from harness.cache import ArtifactCache, config_hash, stage_seed
 from harness.data.collate import pack
@@ -36,10 +38,11 @@ from harness.data.preference import (
     UnpairedCollator,
     UnpairedExample,
 )
+from harness.data.resumable import Checkpointing, ResumableBatches
 from harness.errors import InputError
+from harness.losses.kto import kto_weights
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import POOLINGS, RewardModel
-from harness.losses.kto import kto_weights
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss, UnpairedLoss
 from harness.modules.ppo import PPOModule, PPOSettings
 from harness.modules.reward_model import GroupLoss, RewardModelModule
@@ -48,6 +51,8 @@ from harness.rl.rollout import batched_logps, generate_responses
 
 if TYPE_CHECKING:
     from harness.pipeline import Experiment, Labelled, Prepared
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,6 +127,25 @@ def _trainer(ctx: TrainContext, **overrides: Any) -> L.Trainer:
     return L.Trainer(logger=ctx.exp.tracker.lightning_logger(), default_root_dir=str(ctx.exp.run_dir), **kwargs)
 
 
+def _fit(ctx: TrainContext, key: str, stage: str, module: L.LightningModule, *, datamodule: Any = None,
+         train: Any = None, val: Any = None, **overrides: Any) -> L.Trainer:
+    """Trainer.fit with a checkpoint under cache_dir/checkpoints/<key>/<stage>.ckpt that a
+    rerun resumes from (`key`: the run's, or a shared artifact's). No key: no checkpoint."""
+    callbacks, ckpt_path = [], None
+    if key:
+        path = ctx.exp.cache_dir / "checkpoints" / key / f"{stage}.ckpt"
+        callbacks.append(Checkpointing(path, ctx.exp.train.checkpoint_every))
+        if path.exists():
+            ckpt_path = str(path)
+            log.info("%s: resuming from %s", stage, path)
+    trainer = _trainer(ctx, callbacks=callbacks, **overrides)
+    if datamodule is not None:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    else:
+        trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    return trainer
+
+
 REFERENCES = ("cached", "online", "none")
 
 
@@ -189,7 +213,7 @@ class OfflinePreference:
         module = OfflinePreferenceModule(policy, loss_fn, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
                                          warmup_steps=exp.train.warmup_steps, length_normalized=self.length_normalized,
                                          reference=reference)
-        _trainer(ctx, limit_val_batches=1.0 if val_rows else 0).fit(module, datamodule=data)
+        _fit(ctx, exp.run_key, "train", module, datamodule=data, limit_val_batches=1.0 if val_rows else 0)
         return SampledPolicy(module.policy, ctx)
 
     @staticmethod
@@ -347,8 +371,8 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
         module = RewardModelModule(rm, settings.loss_fn, settings.lr, settings.weight_decay, settings.head_lr)
         data = ListDataModule(groups[:-n_val], groups[-n_val:], GroupCollator(prep.tokenizer.pad_token_id),
                               settings.batch_size, _seed(exp, "reward_model"))
-        trainer = _trainer(ctx, max_epochs=settings.epochs, max_steps=-1)
-        trainer.fit(module, datamodule=data)
+        trainer = _fit(ctx, rm_key and f"reward_model-{rm_key}", "reward_model", module, datamodule=data,
+                       max_epochs=settings.epochs, max_steps=-1)
         rm.eval()
         with torch.inference_mode():
             flat_p = [g.prompt_ids for g in groups for _ in g.responses]
@@ -371,7 +395,10 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
         rm.save(out)
         (out / "metrics.json").write_text(json.dumps(metrics))
 
+    rm_key = config_hash(spec) if exp.run_key else ""  # checkpoints only for runs that can resume
     path = ctx.cache.get_or_build("reward_model", spec, build)
+    if rm_key:
+        shutil.rmtree(exp.cache_dir / "checkpoints" / f"reward_model-{rm_key}", ignore_errors=True)
     exp.tracker.set_tags({"artifact.reward_model": config_hash(spec)})
     exp.tracker.log_metrics(json.loads((path / "metrics.json").read_text()))
     return RewardModel.load(path)
@@ -403,13 +430,13 @@ class PPO:
         gold = (lambda idx, texts: judge.gold([examples[i] for i in idx], texts)) if hasattr(judge, "gold") else None
         module = PPOModule(prep.policy, reference, rm, prep.tokenizer, prep.train_ids, self.kl, self.settings,
                            gold_fn=gold, seed=_seed(exp, "ppo"))
-        sampler = RandomSampler(range(len(prep.train_ids)), replacement=True, num_samples=self.episodes,
-                                generator=torch.Generator().manual_seed(_seed(exp, "ppo")))
-        loader = DataLoader(list(range(len(prep.train_ids))), batch_size=self.settings.rollout_batch, sampler=sampler)
+        # Prompts drawn with replacement, `rollout_batch` per iteration, resumable mid-run.
+        prompts = ResumableBatches(range(len(prep.train_ids)), self.settings.rollout_batch, torch.tensor,
+                                   seed=_seed(exp, "ppo"), num_samples=self.episodes)
         # Manual optimisation: PPO clips its own gradients and counts iterations, not steps.
         overrides = {"gradient_clip_val": None, "max_steps": -1, "max_epochs": 1, "limit_val_batches": 0,
                      "log_every_n_steps": 1}  # an iteration is expensive: log each one
-        _trainer(ctx, **overrides).fit(module, train_dataloaders=loader)
+        _fit(ctx, exp.run_key, "ppo", module, train=prompts, **overrides)
         return SampledPolicy(module.policy, ctx)
 
 
@@ -508,10 +535,9 @@ class SFT:
             raise InputError(f"loss.targets={self.targets!r}: expected 'references' or 'chosen'")
         n_val = int(round(len(rows) * exp.train.val_fraction))
         collate = _PackCollator(tok.pad_token_id)
-        gen = torch.Generator().manual_seed(_seed(exp, "sft"))
-        train = DataLoader(rows[: len(rows) - n_val], batch_size=exp.train.batch_size, shuffle=True,
-                           generator=gen, collate_fn=collate)
+        train = ResumableBatches(rows[: len(rows) - n_val], exp.train.batch_size, collate, seed=_seed(exp, "sft"))
         val = DataLoader(rows[len(rows) - n_val :], batch_size=exp.train.batch_size, collate_fn=collate)
         module = SFTModule(prep.policy, lr=exp.train.lr, weight_decay=exp.train.weight_decay)
-        _trainer(ctx, limit_val_batches=1.0 if n_val else 0).fit(module, train, val if n_val else None)
+        _fit(ctx, exp.run_key, "sft", module, train=train, val=val if n_val else None,
+             limit_val_batches=1.0 if n_val else 0)
         return SampledPolicy(module.policy, ctx)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from filelock import FileLock
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.cache import ArtifactCache, config_hash, stage_seed
@@ -74,6 +76,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     val_fraction: float = 0.1
+    checkpoint_every: int = 50  # training batches (PPO: iterations) between resumable checkpoints
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class Experiment:
     tags: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     config_yaml: str = ""
+    # Identity of the job (hash of its config): a rerun finds its MLflow run and checkpoints.
+    run_key: str = ""
+    resume: bool = True
 
 
 def progress_bar() -> Progress:
@@ -203,8 +209,28 @@ def prepare(exp: Experiment) -> Prepared:
 def run_experiment(exp: Experiment) -> dict[str, float]:
     """Run every stage of one experiment and log it as one MLflow run; returns its metrics."""
     prepared = prepare(exp)
-    run_id = exp.tracker.start(exp.tags, exp.params)
-    log.info("MLflow run %s in experiment %r at %s", run_id, exp.tracker.experiment_name, exp.tracker.tracking_uri)
+    if not exp.run_key:
+        return _tracked(exp, prepared, key=None)
+    # One job per configuration at a time: an identical job launched meanwhile waits here, then
+    # finds the run finished (or resumes it if this one was killed).
+    checkpoints = exp.cache_dir / "checkpoints" / exp.run_key
+    (exp.cache_dir / "runs").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(exp.cache_dir / "runs" / f"{exp.run_key}.lock")):
+        if not exp.resume:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+        metrics = _tracked(exp, prepared, key=exp.run_key if exp.resume else None)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
+    return metrics
+
+
+def _tracked(exp: Experiment, prepared: Prepared, key: str | None) -> dict[str, float]:
+    run_id, finished = exp.tracker.start(exp.tags, exp.params, key=key)
+    where = f"in experiment {exp.tracker.experiment_name!r} at {exp.tracker.tracking_uri}"
+    if finished:
+        log.info("MLflow run %s %s already finished this configuration: not run again (resume=false runs it anew)",
+                 run_id, where)
+        return exp.tracker.metrics()
+    log.info("MLflow run %s %s", run_id, where)
     try:
         exp.tracker.log_text(exp.config_yaml, "config.yaml")
         metrics = _run_stages(exp, prepared)

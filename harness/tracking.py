@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import mlflow
 import pandas as pd
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from harness.errors import InputError
@@ -47,18 +50,48 @@ class RunTracker:
         self.run_name = run_name
         self.run_id: str | None = None
 
-    def start(self, tags: Mapping[str, str], params: Mapping[str, str]) -> str:
+    def _experiment_id(self) -> str:
+        # A fresh SQLite store is created (schema migrations) by its first client: jobs of a
+        # parallel sweep starting together would race, so the first use is serialised.
+        lock = FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock") \
+            if self.tracking_uri.startswith("sqlite:///") else nullcontext()
         try:
-            experiment = self.client.get_experiment_by_name(self.experiment_name)
-            exp_id = experiment.experiment_id if experiment else self.client.create_experiment(self.experiment_name)
+            with lock:
+                experiment = self.client.get_experiment_by_name(self.experiment_name)
+                if experiment is not None:
+                    return experiment.experiment_id
+                try:
+                    return self.client.create_experiment(self.experiment_name)
+                except MlflowException:  # created meanwhile by a job on another machine
+                    return self.client.get_experiment_by_name(self.experiment_name).experiment_id
         except Exception as err:
             raise InputError(f"MLflow store {self.tracking_uri} is not usable: {err}") from err
-        run = self.client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
+
+    def start(self, tags: Mapping[str, str], params: Mapping[str, str], key: str | None = None) -> tuple[str, bool]:
+        """Start the run, or with `key` continue the latest run of this experiment tagged
+        `run_key=key`. Returns (run id, whether that run had already FINISHED)."""
+        exp_id = self._experiment_id()
+        if key:
+            runs = self.client.search_runs([exp_id], filter_string=f"tags.run_key = '{key}'",
+                                           order_by=["attributes.start_time DESC"], max_results=1)
+            if runs:
+                run = runs[0]
+                self.run_id = run.info.run_id
+                if run.info.status == "FINISHED":
+                    return self.run_id, True
+                self.client.update_run(self.run_id, status="RUNNING")
+                self.set_tags(tags)  # e.g. the sweep id of the launch that resumed it
+                self.client.set_tag(self.run_id, "resumed", str(int(run.data.tags.get("resumed", "0")) + 1))
+                return self.run_id, False
+        run = self.client.create_run(exp_id, run_name=self.run_name, tags=dict(tags) | ({"run_key": key} if key else {}))
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(items), 100):  # log_batch takes at most 100 params
             self.client.log_batch(self.run_id, params=items[start : start + 100])
-        return self.run_id
+        return self.run_id, False
+
+    def metrics(self) -> dict[str, float]:
+        return dict(self.client.get_run(self._run).data.metrics)
 
     @property
     def _run(self) -> str:

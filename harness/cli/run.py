@@ -10,9 +10,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from harness.cache import config_hash
 from harness.errors import InputError
 from harness.pipeline import EvalSettings, Experiment, LabelSettings, SamplingSettings, TrainSettings, run_experiment
 from harness.tracking import RunTracker, flatten
@@ -23,6 +25,30 @@ log = logging.getLogger("harness")
 
 def _plain(node: DictConfig) -> dict:
     return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+# Keys that do not change a job's results: a rerun with other values is the same job.
+NOT_IDENTITY = ("logger", "threads", "resume", "paths")
+
+
+def run_key(cfg: DictConfig, tracker: RunTracker) -> str:
+    """The job's identity: a hash of its resolved config, without the keys that do not change
+    results, and of where it is logged; the sweep's name counts (the same config in two sweeps
+    is two jobs, and so is the same config in two MLflow experiments)."""
+    config = {k: v for k, v in _plain(cfg).items() if k not in NOT_IDENTITY}
+    return config_hash({"config": config, "mlflow": [tracker.tracking_uri, tracker.experiment_name]})
+
+
+def _sweep_tags(cfg: DictConfig) -> dict[str, str]:
+    if not cfg.sweep.get("name"):
+        return {}
+    tags = {"sweep.name": str(cfg.sweep.name)}
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    if hydra_cfg is not None and hydra_cfg.mode == RunMode.MULTIRUN:
+        # One id per launch: every job of `harness -m` shares the sweep directory.
+        tags["sweep.id"] = config_hash({"dir": str(Path(hydra_cfg.sweep.dir).resolve())})[:8]
+        tags["sweep.job"] = str(hydra_cfg.job.num)
+    return tags
 
 
 def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
@@ -40,7 +66,9 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     }
     if cfg.get("experiment_name"):
         tags["experiment"] = str(cfg.experiment_name)
+    tags |= _sweep_tags(cfg)
     run_name = cfg.logger.run_name or f"{cfg.task.name}-{cfg.loss.name}-{cfg.model.name}-n{cfg.labels.n}-b{cfg.loss.beta}"
+    tracker = RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri)
     return Experiment(
         task=task, model_source=model_source, labeler=labeler, method=method,
         labels=LabelSettings(**_plain(cfg.labels)),
@@ -48,7 +76,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
         train=TrainSettings(**_plain(cfg.train)),
         eval=EvalSettings(**_plain(cfg.eval)),
         trainer_kwargs=_plain(cfg.trainer),
-        tracker=RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri),
+        tracker=tracker,
         cache_dir=Path(cfg.paths.cache_dir).expanduser(),
         run_dir=run_dir, seed=int(cfg.seed), trainable_layers=cfg.model.get("trainable_layers"),
         judge=judge,
@@ -56,6 +84,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
               "reward_model": _plain(cfg.loss.reward_model) if "reward_model" in cfg.loss else None},
         tags=tags, params=flatten(_plain(cfg)),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        run_key=run_key(cfg, tracker), resume=bool(cfg.resume),
     )
 
 

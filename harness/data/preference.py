@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from harness.data.collate import TokenBatch, pack
+from harness.data.resumable import ResumableBatches
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,8 @@ class ListDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
 
-    def train_dataloader(self) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=gen, collate_fn=self.collate)
+    def train_dataloader(self) -> ResumableBatches:
+        return ResumableBatches(self.train, self.batch_size, self.collate, seed=self.seed)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate)

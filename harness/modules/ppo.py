@@ -83,6 +83,15 @@ class PPOModule(L.LightningModule):
         for model in self._frozen:
             model.to(self.device)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The adaptive β is state that a resumed run must continue from, like the weights.
+        checkpoint["kl_controller"] = {"beta": self.kl.beta, "negative_kl_streak": self._negative_kl_streak}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("kl_controller", {})
+        self.kl.beta = float(state.get("beta", self.kl.beta))
+        self._negative_kl_streak = int(state.get("negative_kl_streak", 0))
+
     def _policy_forward(self, tokens: TokenBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logps, hidden, logits = forward_response(self.policy, tokens, self.s.temperature, hidden=True)
         values = self.value_head(hidden).squeeze(-1) * tokens.response_mask  # (B, R)

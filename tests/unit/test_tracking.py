@@ -9,7 +9,8 @@ def test_flatten() -> None:
 
 def test_lightning_logger_does_not_end_the_run(tmp_path: Path) -> None:
     tracker = RunTracker("t", "r", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run_id = tracker.start({"task": "x"}, {"a": "1"})
+    run_id, finished = tracker.start({"task": "x"}, {"a": "1"})
+    assert not finished
     logger = tracker.lightning_logger()
     logger.log_metrics({"train/loss": 1.0}, step=0)
     logger.finalize("success")

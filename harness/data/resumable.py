@@ -1,0 +1,104 @@
+"""Training batches and checkpoints that survive SIGKILL: a killed stage resumes where it was.
+
+`ResumableBatches` is an iterable of collated batches in a seeded order per epoch; it is
+stateful in Lightning's sense (`state_dict` / `load_state_dict`), so its position in the epoch
+travels in the checkpoint and a resumed run sees exactly the batches an uninterrupted one
+would. Lightning fetches one batch ahead, so the position it saves is the count of batches the
+model has *finished* (kept by `Checkpointing`), not of batches handed out.
+
+`Checkpointing` writes one `last.ckpt` every `every` batches and at the end of training,
+atomically (temporary file, then rename): a kill mid-write leaves the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+
+
+class ResumableBatches:
+    """Batches of `items` in a seeded order per epoch, resumable mid-epoch.
+
+    `shuffle` permutes the items each epoch; `num_samples` draws that many items with
+    replacement instead (PPO's prompts); otherwise the order is fixed.
+    """
+
+    def __init__(self, items: Sequence[Any], batch_size: int, collate: Callable[[list[Any]], Any],
+                 seed: int = 0, shuffle: bool = True, num_samples: int | None = None) -> None:
+        self.items = list(items)
+        self.batch_size = batch_size
+        self.collate = collate
+        self.seed = seed
+        self.shuffle = shuffle
+        self.num_samples = num_samples
+        self.epoch = 0
+        self.consumed = 0  # batches of the current epoch the model has finished
+        self._skip = 0
+
+    def _order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.num_samples is not None:
+            return rng.integers(len(self.items), size=self.num_samples)
+        return rng.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
+
+    def __len__(self) -> int:
+        n = self.num_samples if self.num_samples is not None else len(self.items)
+        return math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        order = self._order(self.epoch)
+        start, self._skip = self._skip, 0
+        self.consumed = start
+        for b in range(start, len(self)):
+            yield self.collate([self.items[i] for i in order[b * self.batch_size : (b + 1) * self.batch_size]])
+        self.epoch += 1
+        self.consumed = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self._skip = int(state["epoch"]), int(state["consumed"])
+
+
+class Checkpointing(Callback):
+    """Save `path` (atomically) every `every` training batches and when training ends."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        if every < 1:
+            raise ValueError(f"Checkpointing: every must be ≥ 1, got {every}")
+        self.path = Path(path)
+        self.every = every
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loader = trainer.fit_loop._combined_loader  # noqa: SLF001 - the loaders Lightning iterates
+        for iterable in loader.flattened if loader is not None else []:
+            if isinstance(iterable, ResumableBatches):
+                iterable.consumed += 1
+        self.batches += 1
+        if self.batches % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"batches": self.batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.batches = int(state_dict["batches"])
