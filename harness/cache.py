@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 from filelock import FileLock
 
 COMPLETE = ".complete"
+log = logging.getLogger(__name__)
 
 
 def config_hash(spec: Mapping[str, Any]) -> str:
@@ -38,12 +41,17 @@ def is_complete(path: Path) -> bool:
 
 def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, Any] | None = None) -> Path:
     """Return `target`, running `build(tmp_dir)` and renaming it into place if it is missing."""
+    name = f"{target.parent.name}/{target.name}"
     if is_complete(target):
+        log.info("artifact %s: cached", name)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if is_complete(target):
+            log.info("artifact %s: built meanwhile by another job", name)
             return target
+        log.info("artifact %s: building", name)
+        start = time.monotonic()
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -56,6 +64,7 @@ def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, A
             tmp.rename(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    log.info("artifact %s: built in %.1f s", name, time.monotonic() - start)
     return target
 
 

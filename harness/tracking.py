@@ -45,18 +45,22 @@ class RunTracker:
         tracking_uri: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
-        self.client = MlflowClient(self.tracking_uri)
+        with self._store_lock():  # a client creates (migrates) a fresh store when it starts
+            self.client = MlflowClient(self.tracking_uri)
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.run_id: str | None = None
 
-    def _experiment_id(self) -> str:
+    def _store_lock(self) -> FileLock | nullcontext:
         # A fresh SQLite store is created (schema migrations) by its first client: jobs of a
-        # parallel sweep starting together would race, so the first use is serialised.
-        lock = FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock") \
-            if self.tracking_uri.startswith("sqlite:///") else nullcontext()
+        # parallel sweep starting together would race, so clients start one at a time.
+        if self.tracking_uri.startswith("sqlite:///"):
+            return FileLock(self.tracking_uri.removeprefix("sqlite:///") + ".lock")
+        return nullcontext()
+
+    def _experiment_id(self) -> str:
         try:
-            with lock:
+            with self._store_lock():
                 experiment = self.client.get_experiment_by_name(self.experiment_name)
                 if experiment is not None:
                     return experiment.experiment_id

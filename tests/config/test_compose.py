@@ -11,16 +11,17 @@ from hydra.utils import instantiate
 from harness.cli.run import CONFIG_DIR, build_experiment
 
 CONF = Path(CONFIG_DIR)
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "experiment")
+# experiment and sweep are added with experiment=… and +sweep=…; hydra holds launchers.
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "sweep", "hydra"))
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def compose_with(overrides: list[str]):  # noqa: ANN201
+def compose_with(overrides: list[str], hydra: bool = False):  # noqa: ANN201
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        return compose(config_name="config", overrides=overrides, return_hydra_config=hydra)
 
 
 def test_every_group_has_options() -> None:
@@ -72,3 +73,28 @@ def test_ppo_kl_is_adaptive_or_fixed() -> None:
     assert isinstance(instantiate(compose_with(["loss=ppo", "model=tiny"]).loss.method).kl, AdaptiveKL)
     fixed = instantiate(compose_with(["loss=ppo", "model=tiny", "loss.kl.target=null", "loss.beta=0.3"]).loss.method).kl
     assert isinstance(fixed, FixedKL) and fixed.beta == 0.3
+
+
+@pytest.mark.parametrize("sweep", options("sweep"))
+def test_sweep_composes_with_its_launcher_and_grid(sweep: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every committed sweep (sweeps/, the `sweep` group) composes, names its launcher and grid,
+    and its jobs build (the first value of each swept key, as the sweeper would pass it)."""
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    cfg = compose_with([f"+sweep={sweep}"], hydra=True)
+    params = dict(cfg.hydra.sweeper.params)
+    assert params and cfg.sweep.name and cfg.hydra.launcher.n_jobs == 2
+    first = [f"{key}={str(values).split(',')[0]}" for key, values in params.items()]
+    if "model" in params:  # tiny: the others convert a pretrained model when built
+        first = [o for o in first if not o.startswith("model=")] + ["model=tiny"]
+    job = compose_with([f"+sweep={sweep}", *first])
+    exp = build_experiment(job, tmp_path)
+    assert exp.tags["sweep.name"] == cfg.sweep.name
+    assert exp.tracker.experiment_name == f"sweep-{cfg.sweep.name}"
+
+
+@pytest.mark.parametrize("launcher", options("hydra/launcher"))
+def test_launcher_composes(launcher: str) -> None:
+    if launcher == "ray_cluster":
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the optional [ray] extra")
+    cfg = compose_with([f"hydra/launcher={launcher}"], hydra=True)
+    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
