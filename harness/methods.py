@@ -66,6 +66,9 @@ class TrainContext:
 
 
 class EvalPolicy(Protocol):
+    """What evaluation needs of a trained policy. Policies tied to a reward model may also have
+    `proxy_rewards(eval_ids, responses)`: that model's scores, logged as eval/proxy_reward."""
+
     def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]: ...
 
     def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray: ...
@@ -73,10 +76,17 @@ class EvalPolicy(Protocol):
 
 @dataclass
 class SampledPolicy:
-    """A trained policy evaluated by sampling; KL by log-probs against the initial policy."""
+    """A trained policy evaluated by sampling; KL by log-probs against the initial policy.
+    With the reward model it optimised (PPO), it also reports that model's scores."""
 
     model: Any
     ctx: TrainContext
+    reward_model: RewardModel | None = None
+
+    def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray | None:
+        if self.reward_model is None:
+            return None
+        return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)
 
     def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
         return eval_samples(self.model, self.ctx.prep.tokenizer, eval_ids, self.ctx.exp, progress, "eval samples: trained policy")
@@ -88,6 +98,16 @@ class SampledPolicy:
         args = (eval_ids, responses, pad, exp.eval.batch_size, exp.eval.temperature, progress)
         return np.asarray(batched_logps(self.model, *args, "eval KL: policy")) - np.asarray(
             batched_logps(reference, *args, "eval KL: reference"))
+
+
+@torch.inference_mode()
+def reward_scores(reward_model: RewardModel, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+                  pad_id: int, batch_size: int = 32) -> np.ndarray:
+    """The reward model's normalised score of each response: the proxy reward."""
+    device = next(reward_model.parameters()).device
+    scores = [reward_model(pack(prompts[i : i + batch_size], responses[i : i + batch_size], pad_id).to(device))
+              for i in range(0, len(prompts), batch_size)]
+    return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
 
 
 def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]], exp: Experiment,
@@ -437,7 +457,7 @@ class PPO:
         overrides = {"gradient_clip_val": None, "max_steps": -1, "max_epochs": 1, "limit_val_batches": 0,
                      "log_every_n_steps": 1}  # an iteration is expensive: log each one
         _fit(ctx, exp.run_key, "ppo", module, train=prompts, **overrides)
-        return SampledPolicy(module.policy, ctx)
+        return SampledPolicy(module.policy, ctx, reward_model=rm)
 
 
 @dataclass
@@ -457,6 +477,9 @@ class BestOfNPolicy:
                 scores = self.reward_model(pack([p] * len(group), group, prep.tokenizer.pad_token_id))
                 best.append(group[int(scores.argmax())])
         return best
+
+    def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray:
+        return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)
 
     def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
         """The analytic KL of best-of-n to the base policy: log n − (n−1)/n."""

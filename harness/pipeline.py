@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.cache import ArtifactCache, config_hash, stage_seed
 from harness.errors import InputError
 from harness.eval.evaluate import evaluate_policy
+from harness.eval.metrics import mean_ci
 from harness.labelers.file import FileExamples, FileLabeler
 from harness.labelers.panel import Panel
 from harness.models.loading import freeze_lower_layers, load_causal_lm
@@ -333,6 +334,10 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
             tokenizer, judge, prep.eval_examples, trained_ids, initial_ids, kl,
             baseline_texts=getattr(exp.task, "baselines", None),
         )
+        # Methods that optimise a learned reward also report it (over-optimisation: proxy vs gold).
+        proxy = trained.proxy_rewards(prep.eval_ids, trained_ids) if hasattr(trained, "proxy_rewards") else None
+        if proxy is not None:
+            result.metrics |= mean_ci(proxy).as_metrics("eval/proxy_reward")
     exp.tracker.log_metrics(result.metrics, step=1)
     exp.tracker.log_table(result.table, "eval_samples.json")
     return result.metrics

@@ -89,7 +89,7 @@ def test_bad_comparisons_file_is_one_line_naming_the_line(harness_env: dict[str,
 
 PPO_METRICS = ["train/reward", "train/kl", "train/beta", "train/entropy", "train/policy_loss", "train/value_loss",
                "train/clipfrac", "train/approx_kl", "train/gold_reward"]
-RM_METRICS = ["rm/train_loss", "rm/val_accuracy", "rm/gold_accuracy"]
+RM_METRICS = ["rm/train_loss", "rm/val_accuracy", "rm/gold_accuracy", "eval/proxy_reward", "eval/proxy_reward_ci95_low"]
 
 
 @pytest.mark.parametrize("loss,extra,expected", [
