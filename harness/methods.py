@@ -533,6 +533,21 @@ class _PackCollator:
         return pack([r[0] for r in rows], [r[1] for r in rows], self.pad_id)
 
 
+def supervised_fine_tune(policy: Any, tokenizer: Any, prompt_ids: Sequence[Sequence[int]], targets: Sequence[str],
+                         settings: Any, trainer_kwargs: dict[str, Any], seed: int) -> Any:
+    """Fine-tune `policy` in place on (prompt, target + EOS) pairs; no logger, no checkpoint
+    (the caller stores the result as an artifact)."""
+    from harness.modules.sft import SFTModule
+
+    rows = [(p, tokenizer(t, add_special_tokens=False).input_ids + [tokenizer.eos_token_id])
+            for p, t in zip(prompt_ids, targets)]
+    train = ResumableBatches(rows, settings.batch_size, _PackCollator(tokenizer.pad_token_id), seed=seed)
+    kwargs = dict(trainer_kwargs) | {"max_epochs": settings.epochs, "logger": False, "enable_checkpointing": False,
+                                     "limit_val_batches": 0}
+    L.Trainer(**kwargs).fit(SFTModule(policy, lr=settings.lr), train)
+    return policy
+
+
 @dataclass
 class SFT:
     """Supervised fine-tuning on the task's references (`targets='references'`, e.g. the

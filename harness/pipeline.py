@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from harness.labelers.file import FileExamples, FileLabeler
 from harness.labelers.panel import Panel
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.sources import Corpus
-from harness.methods import EvalPolicy, TrainContext, eval_samples
+from harness.methods import EvalPolicy, TrainContext, eval_samples, supervised_fine_tune
 from harness.rl.rollout import generate_responses
 from harness.tasks.base import Example, Task
 from harness.tracking import RunTracker
@@ -68,6 +68,28 @@ class LabelSettings:
             raise InputError(f"labels.k must be ≥ 2, got {self.k}")
         if not 0 < self.desirable_fraction <= 1:
             raise InputError(f"labels.desirable_fraction must be in (0, 1], got {self.desirable_fraction}")
+
+
+INIT_POLICIES = ("base", "sft")
+
+
+@dataclass(frozen=True)
+class InitSettings:
+    """The initial policy: the model as loaded (`base`), or that model first fine-tuned on the
+    task's references (`sft`, Ziegler et al.'s supervised baseline for summarisation, from which
+    their RL starts). The fine-tuned policy is an artifact shared by every run that uses it."""
+
+    policy: str = "base"
+    n: int | None = None  # references to fine-tune on; None: every train example of the task
+    lr: float = 1e-5
+    epochs: int = 1
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.policy not in INIT_POLICIES:
+            raise InputError(f"init.policy={self.policy!r}: expected one of {', '.join(INIT_POLICIES)}")
+        if not self.lr > 0 or self.epochs < 1 or self.batch_size < 1 or (self.n is not None and self.n < 1):
+            raise InputError(f"init: lr must be > 0 and epochs, batch_size, n ≥ 1; got {self}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,7 @@ class Experiment:
     tags: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     config_yaml: str = ""
+    init: InitSettings = field(default_factory=InitSettings)
     # Identity of the job (hash of its config): a rerun finds its MLflow run and checkpoints.
     run_key: str = ""
     resume: bool = True
@@ -193,6 +216,11 @@ def prepare(exp: Experiment) -> Prepared:
         where = f"comparisons in {exp.labeler.path}" if imported else f"train prompts of task {task.name}"
         raise InputError(f"labels.n={n} is larger than the {len(train_examples)} {where}")
     eval_examples = task.examples("eval")[: exp.eval.n_prompts]
+    if exp.init.policy == "sft":
+        missing = [e.id for e in task.examples("train")[: exp.init.n] if not e.reference]
+        if missing:
+            raise InputError(f"init.policy=sft fine-tunes on the task's references, but task {task.name} has none "
+                             f"(e.g. {missing[0]}); use init.policy=base")
     policy_dir = exp.model_source.materialize(exp.cache_dir, lambda: (e.prompt for e in task.examples("train")))
     policy, tokenizer = load_causal_lm(policy_dir)
     freeze_lower_layers(policy, exp.trainable_layers)  # checked now, before any stage runs
@@ -302,12 +330,37 @@ def imported_labels(exp: Experiment, prep: Prepared) -> Labelled:
     )
 
 
+def supervised_init(exp: Experiment, prep: Prepared, cache: ArtifactCache) -> Prepared:
+    """Fine-tune the initial policy on the task's references (an artifact), then start from it."""
+    spec = {"model": exp.keys.get("model"), "task": exp.keys.get("task"), "init": asdict(exp.init),
+            "trainable_layers": exp.trainable_layers, "seed": exp.seed}
+
+    def build(out: Path) -> None:
+        examples = exp.task.examples("train")[: exp.init.n]
+        context = int(getattr(prep.policy.config, "max_position_embeddings", 1 << 30))
+        prompts = encode_prompts(prep.tokenizer, examples, exp.task.max_new_tokens, context)
+        log.info("init.policy=sft: fine-tuning on %d references", len(examples))
+        policy = supervised_fine_tune(prep.policy, prep.tokenizer, prompts, [e.reference or "" for e in examples],
+                                      exp.init, exp.trainer_kwargs, stage_seed(exp.seed, "init_sft"))
+        policy.save_pretrained(out)
+        prep.tokenizer.save_pretrained(out)
+
+    path = cache.get_or_build("sft_policy", spec, build)
+    exp.tracker.set_tags({"artifact.sft_policy": config_hash(spec)})
+    policy, tokenizer = load_causal_lm(path)
+    freeze_lower_layers(policy, exp.trainable_layers)
+    return replace(prep, policy_dir=path, policy=policy, tokenizer=tokenizer)
+
+
 def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     cache = ArtifactCache(exp.cache_dir / "artifacts")
     policy, tokenizer = prep.policy, prep.tokenizer
     judge = exp.judge or exp.labeler
     keys = {"model": exp.keys.get("model"), "task": exp.keys.get("task")}
 
+    if exp.init.policy == "sft":
+        prep = supervised_init(exp, prep, cache)
+        policy = prep.policy
     with progress_bar() as progress:
         labelled = imported_labels(exp, prep) if prep.imported else sample_and_label(exp, prep, cache, progress)
 
@@ -320,7 +373,7 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
 
         initial_ids = json.loads((cache.get_or_build("eval_initial", eval_spec, eval_initial) / "responses.json").read_text())
 
-    artifacts = labelled.artifacts | {"eval_initial": config_hash(eval_spec)}
+    artifacts = labelled.artifacts | {"eval_initial": config_hash(eval_spec), "model": prep.policy_dir.name}
     exp.tracker.set_tags({f"artifact.{k}": v for k, v in artifacts.items()} | {"labeler.version": str(labelled.meta["version"])})
     if labelled.meta.get("agreement") is not None:
         exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})

@@ -16,7 +16,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.cache import config_hash
 from harness.errors import InputError
-from harness.pipeline import EvalSettings, Experiment, LabelSettings, SamplingSettings, TrainSettings, run_experiment
+from harness.pipeline import (
+    EvalSettings,
+    Experiment,
+    InitSettings,
+    LabelSettings,
+    SamplingSettings,
+    TrainSettings,
+    run_experiment,
+)
 from harness.tracking import RunTracker, flatten
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -62,7 +70,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
     tags = {
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
-        "labeler": cfg.labeler.name, "seed": str(cfg.seed),
+        "labeler": cfg.labeler.name, "seed": str(cfg.seed), "init": cfg.init.policy,
     }
     if cfg.get("experiment_name"):
         tags["experiment"] = str(cfg.experiment_name)
@@ -80,7 +88,11 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
         cache_dir=Path(cfg.paths.cache_dir).expanduser(),
         run_dir=run_dir, seed=int(cfg.seed), trainable_layers=cfg.model.get("trainable_layers"),
         judge=judge,
-        keys={"model": _plain(cfg.model.source), "task": _plain(cfg.task), "labeler": _plain(cfg.labeler),
+        init=InitSettings(**_plain(cfg.init)),
+        # An SFT-initialised policy is another initial policy: every artifact built from it differs.
+        keys={"model": _plain(cfg.model.source) if cfg.init.policy == "base"
+              else {"source": _plain(cfg.model.source), "init": _plain(cfg.init)},
+              "task": _plain(cfg.task), "labeler": _plain(cfg.labeler),
               "reward_model": _plain(cfg.loss.reward_model) if "reward_model" in cfg.loss else None},
         tags=tags, params=flatten(_plain(cfg)),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),

@@ -155,3 +155,18 @@ def test_reward_model_stage_alone_is_shared_with_best_of_n(harness_env: dict[str
     other = finished_run(env, "e2e-rm-other-labels")
     assert other.data.tags["artifact.samples"] == alone.data.tags["artifact.samples"]
     assert other.data.tags["artifact.reward_model"] != alone.data.tags["artifact.reward_model"]
+
+
+def test_supervised_init_then_rl(harness_env: dict[str, str], workdir: Path) -> None:
+    """init.policy=sft: the policy is first fine-tuned on the references (an artifact), and every
+    later stage starts from it — Ziegler et al.'s "supervised + RL"."""
+    env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "e2e-sft-init"}
+    proc = run(["experiment=smoke", "task=tldr_tiny", "init.policy=sft", "loss=ppo", "loss.method.episodes=32",
+                f"hydra.run.dir={workdir / 'sft-init'}"], env, workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = finished_run(env, "e2e-sft-init")
+    assert r.data.tags["init"] == "sft" and "artifact.sft_policy" in r.data.tags
+    sft_dir = Path(env["PREFHARNESS_CACHE"]) / "artifacts" / "sft_policy" / r.data.tags["artifact.sft_policy"]
+    assert (sft_dir / "config.json").exists()
+    proc = run(["experiment=smoke", "init.policy=sft"], harness_env, workdir)  # sentiment has no references
+    assert proc.returncode == 2 and "init.policy=sft" in proc.stderr
