@@ -555,6 +555,17 @@ class SFT:
 
     targets: str = "chosen"
 
+    def __post_init__(self) -> None:
+        if self.targets not in ("references", "chosen"):
+            raise InputError(f"loss.targets={self.targets!r}: expected 'references' or 'chosen'")
+
+    def check(self, task_name: str, examples: Sequence[Any]) -> None:
+        """Before the run starts: references must exist to train on them."""
+        missing = [e.id for e in examples if not e.reference]
+        if self.targets == "references" and missing:
+            raise InputError(f"loss.targets=references: task {task_name} has no reference for {missing[:3]}…; "
+                             "use loss.targets=chosen")
+
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         from harness.modules.sft import SFTModule
 

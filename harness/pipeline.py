@@ -46,11 +46,21 @@ class ModelSource(Protocol):
     def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path: ...
 
 
+def _check(key: str, ok: bool, expected: str, found: Any) -> None:
+    if not ok:
+        raise InputError(f"{key}: expected {expected}, got {found!r}")
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     temperature: float = 0.7
     top_p: float = 1.0
     batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        _check("sampling.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
+        _check("sampling.top_p", 0 < self.top_p <= 1, "a probability in (0, 1]", self.top_p)
+        _check("sampling.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -101,12 +111,25 @@ class TrainSettings:
     val_fraction: float = 0.1
     checkpoint_every: int = 50  # training batches (PPO: iterations) between resumable checkpoints
 
+    def __post_init__(self) -> None:
+        _check("train.lr", self.lr > 0, "a learning rate > 0", self.lr)
+        _check("train.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
+        _check("train.weight_decay", self.weight_decay >= 0, "a value ≥ 0", self.weight_decay)
+        _check("train.warmup_steps", self.warmup_steps >= 0, "an integer ≥ 0", self.warmup_steps)
+        _check("train.val_fraction", 0 <= self.val_fraction < 1, "a fraction in [0, 1)", self.val_fraction)
+        _check("train.checkpoint_every", self.checkpoint_every >= 1, "an integer ≥ 1", self.checkpoint_every)
+
 
 @dataclass(frozen=True)
 class EvalSettings:
     n_prompts: int | None = None  # None: every eval prompt of the task
     temperature: float = 0.7
     batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        _check("eval.n_prompts", self.n_prompts is None or self.n_prompts >= 1, "null or an integer ≥ 1", self.n_prompts)
+        _check("eval.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
+        _check("eval.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
 
 
 @dataclass
@@ -212,6 +235,9 @@ def prepare(exp: Experiment) -> Prepared:
         train_examples = imported.examples
     else:
         train_examples = task.examples("train")
+    check = getattr(exp.method, "check", None)  # a method's own checks of the data, before any run
+    if check is not None:
+        check(task.name, train_examples[:n])
     if n > len(train_examples):
         where = f"comparisons in {exp.labeler.path}" if imported else f"train prompts of task {task.name}"
         raise InputError(f"labels.n={n} is larger than the {len(train_examples)} {where}")
