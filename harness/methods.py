@@ -159,10 +159,11 @@ def _fit(ctx: TrainContext, key: str, stage: str, module: L.LightningModule, *, 
             ckpt_path = str(path)
             log.info("%s: resuming from %s", stage, path)
     trainer = _trainer(ctx, callbacks=callbacks, **overrides)
+    # weights_only: a checkpoint is tensors and plain numbers; nothing in it is ever executed.
     if datamodule is not None:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     else:
-        trainer.fit(module, train, val, ckpt_path=ckpt_path)
+        trainer.fit(module, train, val, ckpt_path=ckpt_path, weights_only=True)
     return trainer
 
 

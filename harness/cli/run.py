@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -59,15 +60,29 @@ def _sweep_tags(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
+def _instantiate(node: DictConfig) -> object:
+    """hydra's instantiate, letting our own InputError through: Hydra wraps whatever a
+    constructor raises, and a bad value deserves one line, not a wrapped traceback."""
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, InputError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     """Turn a composed config into typed objects; every `_target_` is instantiated here."""
     if cfg.loss.beta is None or cfg.loss.beta <= 0:
         raise InputError(f"loss.beta must be > 0, got {cfg.loss.beta}")
-    task = instantiate(cfg.task)
-    labeler = instantiate(cfg.labeler)
-    model_source = instantiate(cfg.model.source)
-    method = instantiate(cfg.loss.method)
-    judge = instantiate(cfg.judge) if cfg.get("judge") else None
+    task = _instantiate(cfg.task)
+    labeler = _instantiate(cfg.labeler)
+    model_source = _instantiate(cfg.model.source)
+    method = _instantiate(cfg.loss.method)
+    judge = _instantiate(cfg.judge) if cfg.get("judge") else None
     tags = {
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
         "labeler": cfg.labeler.name, "seed": str(cfg.seed), "init": cfg.init.policy,

@@ -94,7 +94,7 @@ class Checkpointing(Callback):
     def save(self, trainer: L.Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # optimiser and loop state too
         os.replace(tmp, self.path)
 
     def state_dict(self) -> dict[str, int]:

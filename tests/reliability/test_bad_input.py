@@ -1,0 +1,135 @@
+"""Bad input gets one line naming the file, line or key and what was expected, a non-zero exit,
+and nothing written: no stage artifact, no MLflow run. Every case is refused before training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from transformers import AutoTokenizer
+
+from harness.models.sources import TinyRandom
+
+GOOD = {"prompt": "Review: the hotel by the river was", "responses": [" lovely.", " dirty."], "choice": 0}
+CORPUS = ["the food was great", "the room was small and loud", "we loved the quiet beach"] * 10
+
+
+def jsonl(*rows: object) -> bytes:
+    return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
+
+
+LABEL_FILES = {
+    "bad_json": (jsonl(GOOD, b'{"prompt": "x", "responses": ["a", "b"], "choice": 0'), [":2: json", "invalid JSON"]),
+    "missing_field": (jsonl(GOOD, {"prompt": "x", "responses": ["a", "b"]}), [":2: choice", "no such key"]),
+    "choice_out_of_range": (jsonl(GOOD, GOOD | {"choice": 2}), [":2: choice", "0..1"]),
+    "empty_response": (jsonl(GOOD | {"responses": [" fine.", "  "]}), [":1: responses[1]", "blank"]),
+    "duplicate_id": (jsonl(GOOD | {"id": "a"}, GOOD | {"id": "a"}), [":2: id", "already used on line 1"]),
+    "wrong_encoding": (jsonl(GOOD) + b'{"prompt": "caf\xe9", "responses": ["a", "b"], "choice": 0}\n',
+                       [":2: encoding", "UTF-8"]),
+    "one_response": (jsonl(GOOD | {"responses": [" only."]}), [":1: responses"]),
+    "array_file": (json.dumps([GOOD, GOOD]).encode() + b"\n", [":1: record", "one object per line"]),
+}
+
+# args, expected fragments of the one error line
+CONFIG_CASES = {
+    "beta_zero": (["loss.beta=0"], ["loss.beta", "> 0"]),
+    "beta_negative": (["loss.beta=-0.1"], ["loss.beta", "> 0"]),
+    "labels_beyond_prompts": (["labels.n=100000"], ["labels.n=100000", "64 train prompts"]),
+    "labels_k_one": (["labels.k=1"], ["labels.k", "≥ 2"]),
+    "desirable_fraction": (["labels.desirable_fraction=0"], ["labels.desirable_fraction", "(0, 1]"]),
+    "response_beyond_context": (["task.max_new_tokens=100000"], ["task.max_new_tokens", "context"]),
+    "trainable_layers": (["model.trainable_layers=99"], ["model.trainable_layers=99", "1..2"]),
+    "sampling_temperature": (["sampling.temperature=0"], ["sampling.temperature", "> 0"]),
+    "train_lr": (["train.lr=0"], ["train.lr", "> 0"]),
+    "eval_prompts": (["eval.n_prompts=0"], ["eval.n_prompts", "≥ 1"]),
+    "rm_pooling": (["loss=ppo", "loss.reward_model.pooling=max"], ["loss.reward_model.pooling", "mean, last"]),
+    "rm_lr": (["loss=best_of_n", "loss.reward_model.lr=0"], ["loss.reward_model.lr", "> 0"]),
+    "reference_mode": (["loss.method.reference=sometimes"], ["loss.method.reference", "cached, online, none"]),
+    "sft_targets": (["loss=sft", "loss.targets=summaries"], ["loss.targets", "'references' or 'chosen'"]),
+    "sft_without_references": (["loss=sft", "loss.targets=references"], ["loss.targets=references", "no reference"]),
+    "init_policy": (["init.policy=rlhf"], ["init.policy", "base, sft"]),
+    "init_sft_without_references": (["init.policy=sft"], ["init.policy=sft", "references"]),
+    "labels_file_missing": (["labeler=file", "labeler.path=/nonexistent/labels.jsonl", "labeler@judge=lexicon_panel"],
+                            ["/nonexistent/labels.jsonl", "no such file"]),
+    "file_labels_without_judge": (["labeler=file", "labeler.path={labels}"], ["labeler=file", "labeler@judge"]),
+    "dataset_column_missing": (["task.source={dataset}", "task.columns.prompt=review"], ["review", "text"]),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    small = TinyRandom(vocab_size=300).materialize(root, lambda: CORPUS)
+    out = {}
+    for name, drop in (("no_weights", "model.safetensors"), ("no_tokenizer", "tokenizer")):
+        out[name] = root / name
+        shutil.copytree(small, out[name])
+        for f in out[name].glob(f"{drop}*"):
+            f.unlink()
+    out["vocab_mismatch"] = root / "vocab_mismatch"  # a tokenizer with more tokens than the embedding has rows
+    shutil.copytree(small, out["vocab_mismatch"])
+    tokenizer = AutoTokenizer.from_pretrained(small)
+    tokenizer.add_tokens([f"<extra_{i}>" for i in range(400)])
+    tokenizer.save_pretrained(out["vocab_mismatch"])
+    return out
+
+
+def refused(args: list[str], tmp_path: Path, expected: list[str], code: int = 2) -> None:
+    env_cache, db = tmp_path / "cache", tmp_path / "mlflow.db"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_EXPERIMENT_NAME"}
+    env |= {"PREFHARNESS_CACHE": str(env_cache), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    proc = subprocess.run([sys.executable, "-m", "harness", "experiment=smoke", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("harness: error:")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    for fragment in expected:
+        assert fragment in errors[0], (fragment, errors[0])
+    artifacts = env_cache / "artifacts"
+    assert not artifacts.exists() or not any(p.is_dir() for p in artifacts.glob("*/*")), "an artifact was written"
+    if db.exists():
+        client = mlflow.MlflowClient(f"sqlite:///{db}")
+        assert not client.search_runs([e.experiment_id for e in client.search_experiments()]), "a run was created"
+
+
+@pytest.mark.parametrize("case", sorted(LABEL_FILES))
+def test_malformed_label_files(case: str, tmp_path: Path) -> None:
+    data, expected = LABEL_FILES[case]
+    path = tmp_path / f"{case}.jsonl"
+    path.write_bytes(data)
+    refused(["labeler=file", f"labeler.path={path}", "labeler@judge=lexicon_panel", "labels.n=1"], tmp_path,
+            [str(path), *expected])
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_bad_settings(case: str, tmp_path: Path) -> None:
+    args, expected = CONFIG_CASES[case]
+    labels = tmp_path / "labels.jsonl"
+    labels.write_bytes(jsonl(GOOD, GOOD | {"id": "b"}))
+    dataset = tmp_path / "reviews.jsonl"
+    dataset.write_text("\n".join(json.dumps({"text": f"review {i} of the place was"}) for i in range(80)) + "\n")
+    args = [a.format(labels=labels, dataset=dataset) for a in args]
+    refused(args, tmp_path, expected)
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("no_weights", ["has no weights"]),
+    ("no_tokenizer", ["has no tokenizer"]),
+    ("vocab_mismatch", ["tokenizer has", "do not belong together"]),
+])
+def test_bad_model_directories(case: str, expected: list[str], tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    refused(["model=hf", f"model.name_or_path={tiny_dirs[case]}"], tmp_path, [str(tiny_dirs[case]), *expected])
+
+
+def test_unknown_launcher_is_refused_by_hydra(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "-m", "experiment=smoke", "hydra/launcher=nowhere",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert "hydra/launcher/nowhere" in proc.stderr and "Available options" in proc.stderr
+    assert not (tmp_path / "sweep").exists()
