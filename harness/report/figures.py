@@ -1,0 +1,132 @@
+"""Figures from the figure-data tables of tables.py: one panel per task, one curve per method
+(and per whatever else varies: label budget, β, model), error bars from the 95% intervals.
+
+Figures are built with matplotlib's object API on an Agg canvas, never pyplot: no global
+figure registry to leak memory into and no backend state for a caller to trip over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.report.tables import describe
+
+KL = r"KL($\pi\,\|\,\pi_{\mathrm{ref}}$) [nats]"
+GOLD = "gold reward [panel utility]"
+WINRATE = "win rate vs initial policy [%]"
+
+
+def _errors(data: pd.DataFrame, column: str, scale: float = 1.0) -> np.ndarray | None:
+    """[[below], [above]] for errorbar from `column_ci95_low/high`; none where no interval."""
+    if f"{column}_ci95_low" not in data:
+        return None
+    value = data[column].astype(float)
+    below = (value - data[f"{column}_ci95_low"].astype(float)).clip(lower=0).fillna(0)
+    above = (data[f"{column}_ci95_high"].astype(float) - value).clip(lower=0).fillna(0)
+    return scale * np.vstack([below.to_numpy(), above.to_numpy()])
+
+
+def _curve_keys(data: pd.DataFrame, candidates: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(columns a curve is fixed by, those of them shown in the legend: the ones that vary)."""
+    keys = [c for c in candidates if c in data]
+    shown = [c for c in keys if c == "loss" or data[c].nunique(dropna=False) > 1]
+    return keys, shown
+
+
+def _label(key_values: dict[str, object], shown: Sequence[str]) -> str:
+    return ", ".join(str(key_values[c]) if c in ("loss", "model") else describe(c, key_values[c]) for c in shown)
+
+
+def _plot_curves(ax: Axes, data: pd.DataFrame, x: str, ys: Sequence[tuple[str, str, str, str]],
+                 curve_by: Sequence[str], x_scale: float = 1.0, y_scale: float = 1.0) -> None:
+    """One errorbar line per curve and y; `ys` is (column, legend suffix, line style, marker)."""
+    keys, shown = _curve_keys(data, curve_by)
+    groups = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
+    for colour, (values, group) in enumerate(groups):
+        values = values if isinstance(values, tuple) else (values,)
+        group = group.sort_values(x)
+        label = _label(dict(zip(keys, values)), shown)
+        for column, suffix, style, marker in ys:
+            ax.errorbar(x_scale * group[x].astype(float), y_scale * group[column].astype(float),
+                        yerr=_errors(group, column, y_scale), xerr=_errors(group, x, x_scale),
+                        color=f"C{colour % 10}", linestyle=style, marker=marker, capsize=3,
+                        label=f"{label}{suffix}")
+
+
+def _panels(data: pd.DataFrame, columns: int = 1) -> tuple[Figure, list[tuple[str, list[Axes]]]]:
+    tasks = sorted(data["task"].dropna().unique())
+    fig = Figure(figsize=(5.5 * columns, 4.2 * len(tasks)), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(len(tasks), columns, squeeze=False)
+    return fig, [(task, list(grid[i])) for i, task in enumerate(tasks)]
+
+
+def _finish(ax: Axes, task: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(task)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def frontier_figure(data: pd.DataFrame) -> Figure:
+    """Gold reward against KL(π‖π_ref), one curve per method (DPO paper, Fig. 2 left)."""
+    fig, panels = _panels(data)
+    for task, (ax,) in panels:
+        _plot_curves(ax, data[data["task"] == task], "eval/kl", [("eval/gold_reward", "", "-", "o")],
+                     ["model", "loss", "init", "labels.n", "labels.desirable_fraction"])
+        _finish(ax, task, KL, GOLD)
+    return fig
+
+
+def overoptimization_figure(data: pd.DataFrame) -> Figure:
+    """Gold (solid) and proxy (dashed) reward against √KL, one curve per label budget
+    (Gao et al. 2022, Fig. 1)."""
+    fig, panels = _panels(data)
+    for task, (ax,) in panels:
+        _plot_curves(ax, data[data["task"] == task], "sqrt_kl",
+                     [("eval/gold_reward", ": gold", "-", "o"), ("eval/proxy_reward", ": proxy", "--", "s")],
+                     ["model", "loss", "init", "labels.n"])
+        _finish(ax, task, r"$\sqrt{\mathrm{KL}(\pi\,\|\,\pi_{\mathrm{ref}})}$ [$\sqrt{\mathrm{nats}}$]",
+                "reward\n[gold: panel utility; proxy: RM s.d.]")
+    return fig
+
+
+def imbalance_figure(data: pd.DataFrame) -> Figure:
+    """Gold reward and win rate against the share of desirable examples kept, KTO vs DPO
+    (KTO paper, Fig. 4)."""
+    fig, panels = _panels(data, columns=2)
+    curves = ["model", "loss", "init", "labels.n", "loss.beta"]
+    for task, (gold_ax, win_ax) in panels:
+        rows = data[data["task"] == task]
+        _plot_curves(gold_ax, rows, "labels.desirable_fraction", [("eval/gold_reward", "", "-", "o")], curves)
+        _finish(gold_ax, task, "desirable examples kept [fraction]", GOLD)
+        _plot_curves(win_ax, rows, "labels.desirable_fraction", [("eval/winrate_vs_init", "", "-", "o")], curves,
+                     y_scale=100.0)
+        _finish(win_ax, task, "desirable examples kept [fraction]", WINRATE)
+    return fig
+
+
+def label_count_figure(data: pd.DataFrame) -> Figure:
+    """Gold reward against the number of labels per method (Ziegler et al. 2019, Fig. 4)."""
+    fig, panels = _panels(data)
+    for task, (ax,) in panels:
+        _plot_curves(ax, data[data["task"] == task], "labels.n", [("eval/gold_reward", "", "-", "o")],
+                     ["model", "loss", "init", "labels.desirable_fraction", "loss.beta", "loss.n"])
+        ax.set_xscale("log")
+        _finish(ax, task, "labels [comparisons, log scale]", GOLD)
+    return fig
+
+
+FIGURES: dict[str, Callable[[pd.DataFrame], Figure]] = {
+    "frontier": frontier_figure,
+    "overoptimization": overoptimization_figure,
+    "imbalance": imbalance_figure,
+    "label_count": label_count_figure,
+}

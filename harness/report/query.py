@@ -1,0 +1,213 @@
+"""Load MLflow runs into one DataFrame and choose the runs a report may use.
+
+One row per run: `run_id`, `status`, `experiment` (name), `start_time`, `run_name`, then
+`tags.<key>`, `params.<key>` and `metrics.<key>` (the latest value of each metric). The
+selection keeps FINISHED runs and, of several runs of one configuration, the latest; every
+run it leaves out is listed with its reason, so a report never drops a run silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from harness.cache import config_hash
+from harness.errors import InputError
+
+EXCLUDED_COLUMNS = ["run_id", "experiment", "task", "loss", "seed", "status", "reason"]
+PAGE = 1000  # runs per search_runs page
+# Params that do not change a run's results, as in cli/run.py's NOT_IDENTITY (not imported:
+# that module loads Hydra), plus the seed, which seed replicates differ in by design.
+NOT_IDENTITY = ("params.seed", "params.threads", "params.resume")
+NOT_IDENTITY_PREFIXES = ("params.logger.", "params.paths.")
+# Tags that describe the configuration (most repeat a param; `init` may not).
+IDENTITY_TAGS = ("tags.task", "tags.model", "tags.loss", "tags.labeler", "tags.labeler.version", "tags.init")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which runs a report reads: a store, experiments by name (none: all), a filter, tags."""
+
+    tracking_uri: str
+    experiments: tuple[str, ...] = ()
+    filter: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        experiments = ", ".join(self.experiments) if self.experiments else "all"
+        tags = ", ".join(f"{k}={v}" for k, v in self.tags.items()) or "none"
+        return (f"tracking URI {self.tracking_uri}; experiments: {experiments}; "
+                f"filter: {self.filter or 'none'}; tags: {tags}")
+
+
+def _check_store_exists(uri: str) -> None:
+    # MlflowClient creates a missing local store on first use: a mistyped path would leave a
+    # fresh empty database behind and report "no runs" instead of naming the path.
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else parsed.path
+        if path != ":memory:" and not Path(path).exists():
+            raise InputError(f"MLflow store {uri}: no database file at {path}")
+    elif parsed.scheme in ("", "file"):
+        path = parsed.path if parsed.scheme == "file" else uri
+        if not Path(path).is_dir():
+            raise InputError(f"MLflow store {uri}: no directory {path}")
+
+
+def _experiments(client: MlflowClient, selection: Selection) -> dict[str, str]:
+    """Experiment id → name for the selected experiments (all active ones when none named)."""
+    if not selection.experiments:
+        found, token = [], None
+        while True:
+            page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=PAGE, page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        return {e.experiment_id: e.name for e in found}
+    chosen = {}
+    for name in selection.experiments:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise InputError(f"MLflow experiment {name!r} not found in {selection.tracking_uri}")
+        chosen[experiment.experiment_id] = name
+    return chosen
+
+
+def _row(run, experiment: str) -> dict[str, object]:  # noqa: ANN001 - mlflow.entities.Run
+    info, data = run.info, run.data
+    row: dict[str, object] = {
+        "run_id": info.run_id, "status": info.status, "experiment": experiment,
+        "start_time": info.start_time, "run_name": info.run_name,
+    }
+    row |= {f"tags.{k}": v for k, v in data.tags.items()}
+    row |= {f"params.{k}": v for k, v in data.params.items()}
+    row |= {f"metrics.{k}": v for k, v in data.metrics.items()}
+    return row
+
+
+def fetch_runs(selection: Selection) -> pd.DataFrame:
+    """Every run the selection matches, whatever its status. Raises InputError if none."""
+    _check_store_exists(selection.tracking_uri)
+    try:
+        client = MlflowClient(selection.tracking_uri)
+        experiments = _experiments(client, selection)
+        runs, token = [], None
+        while experiments:
+            page = client.search_runs(list(experiments), filter_string=selection.filter,
+                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+    except MlflowException as err:
+        first_line = str(err.message).strip().splitlines()[0] if str(err.message).strip() else type(err).__name__
+        raise InputError(f"MLflow search failed: {first_line} (selection: {selection.describe()})") from err
+    frame = pd.DataFrame([_row(r, experiments[r.info.experiment_id]) for r in runs])
+    for key, value in selection.tags.items():
+        column = f"tags.{key}"
+        frame = frame[frame[column] == value] if column in frame else frame.iloc[0:0]
+    if frame.empty:
+        raise InputError(f"no MLflow runs match the selection ({selection.describe()})")
+    frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
+    return frame.reset_index(drop=True)
+
+
+def configuration_key(runs: pd.DataFrame) -> pd.Series:
+    """A run's configuration: its `run_key` tag, or without one the hash of all its params."""
+    params = [c for c in runs.columns if c.startswith("params.")]
+
+    def key(row: pd.Series) -> str:
+        run_key = row.get("tags.run_key")
+        if isinstance(run_key, str) and run_key:
+            return f"run_key:{run_key}"
+        return "params:" + config_hash({c: row[c] for c in params if pd.notna(row[c])})
+
+    return runs.apply(key, axis=1) if len(runs) else pd.Series(dtype=str)
+
+
+def identity_columns(runs: pd.DataFrame) -> list[str]:
+    params = [c for c in runs.columns if c.startswith("params.")
+              and c not in NOT_IDENTITY and not c.startswith(NOT_IDENTITY_PREFIXES)]
+    return sorted(params) + [c for c in IDENTITY_TAGS if c in runs.columns]
+
+
+def config_id(runs: pd.DataFrame) -> pd.Series:
+    """Short hash of everything that determines a run's results except its seed: runs with
+    the same id and different seeds are replicates of one configuration."""
+    columns = identity_columns(runs)
+
+    def key(row: pd.Series) -> str:
+        return config_hash({c: row[c] for c in columns if pd.notna(row[c])})[:8]
+
+    return runs.apply(key, axis=1).astype(str) if len(runs) else pd.Series(dtype=str)
+
+
+def seed_of(runs: pd.DataFrame) -> pd.Series:
+    """The `seed` tag, or the `seed` param for runs logged without the tag."""
+    tag = runs["tags.seed"] if "tags.seed" in runs else pd.Series(pd.NA, index=runs.index, dtype=object)
+    return tag.fillna(runs["params.seed"]) if "params.seed" in runs else tag
+
+
+def _latest_per_group(runs: pd.DataFrame, groups: pd.Series, note: str = "") -> pd.Series:
+    """Reason for each run that is not the latest of its group ("" for the kept ones)."""
+    ordered = runs.sort_values(["start_time", "run_id"], ascending=[False, True])
+    latest = ordered.groupby(groups.loc[ordered.index], sort=False)["run_id"].transform("first")
+    reasons = pd.Series("", index=runs.index, dtype=object)
+    duplicate = ordered["run_id"] != latest
+    reasons[duplicate[duplicate].index] = "duplicate of " + latest[duplicate] + note
+    return reasons
+
+
+def excluded_frame(runs: pd.DataFrame, reasons: pd.Series | str) -> pd.DataFrame:
+    """The runs left out, one row each with the reason (the shape index.md lists)."""
+    out = pd.DataFrame({
+        "run_id": runs["run_id"],
+        "experiment": runs.get("experiment"),
+        "task": runs.get("tags.task"),
+        "loss": runs.get("tags.loss"),
+        "seed": runs.get("tags.seed"),
+        "status": runs.get("status"),
+        "reason": reasons,
+    }, index=runs.index)
+    return out[EXCLUDED_COLUMNS].reset_index(drop=True)
+
+
+def select_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, excluded): FINISHED runs only, and the latest run of each configuration.
+
+    A configuration is the `run_key` tag (or, without one, all params). Then, of runs with
+    the same params apart from bookkeeping (`config_id`) and the same seed — one job logged
+    to two MLflow experiments has two run_keys — the latest is kept too: counting both would
+    pass one seed off as two replicates.
+    """
+    finished = runs["status"] == "FINISHED"
+    reasons = pd.Series("", index=runs.index, dtype=object)
+    reasons[~finished] = "status " + runs.loc[~finished, "status"].astype(str)
+    done = runs[finished]
+    if len(done):
+        reasons.update(_latest_per_group(done, configuration_key(done)))
+    done = runs[reasons == ""]
+    if len(done) and any(c.startswith("params.") for c in runs.columns):
+        same_seed = config_id(done) + "/" + seed_of(done).astype(str)
+        reasons.update(_latest_per_group(done, same_seed, " (same config and seed)"))
+    left_out = reasons != ""
+    kept = runs[~left_out].sort_values(["experiment", "start_time", "run_id"]).reset_index(drop=True)
+    return kept, excluded_frame(runs[left_out], reasons[left_out])
+
+
+def load_runs(selection: Selection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fetch and select; raises InputError naming the selection when no run is usable."""
+    kept, excluded = select_runs(fetch_runs(selection))
+    if kept.empty:
+        counts = excluded["status"].value_counts()
+        found = ", ".join(f"{n} {status}" for status, n in counts.items())
+        raise InputError(f"no FINISHED runs in the selection ({selection.describe()}); found {found}")
+    return kept, excluded
