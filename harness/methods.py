@@ -404,7 +404,7 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
         val = groups[-n_val:]
         val_rewards = raw[-sum(len(g.responses) for g in val):]
         # Stored with the model so that runs which load it from the cache report it too.
-        metrics = {"rm/train_loss": float(trainer.callback_metrics["rm/train_loss"]),
+        metrics = {"rm/train_loss": float(trainer.callback_metrics["rm_fit/train_loss"]),
                    "rm/val_accuracy": _top_accuracy(val_rewards, [len(g.responses) for g in val], [g.choice for g in val])}
         if hasattr(judge, "gold"):
             examples = prep.train_examples[len(groups) - n_val : len(groups)]

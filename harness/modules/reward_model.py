@@ -14,7 +14,7 @@ GroupLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str,
 
 
 class RewardModelModule(L.LightningModule):
-    """Fits r(x, y) with a loss on (B, k) rewards and chosen indices; metrics under `rm/`."""
+    """Fits r(x, y) with a loss on (B, k) rewards and chosen indices; curves under `rm_fit/`."""
 
     def __init__(self, reward_model: RewardModel, loss_fn: GroupLoss, lr: float, weight_decay: float = 0.0,
                  head_lr: float | None = None) -> None:
@@ -29,9 +29,11 @@ class RewardModelModule(L.LightningModule):
         rewards = self.reward_model.raw(batch.tokens).view(-1, batch.k)  # (B, k)
         loss, metrics = self.loss_fn(rewards, batch.choice)
         n, on_step = rewards.shape[0], split == "train"
-        self.log(f"rm/{split}_loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        # Training curves under rm_fit/: only the run that trains the model has them, while the
+        # stage's rm/* summary is stored with the artifact and logged by every run that uses it.
+        self.log(f"rm_fit/{split}_loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
         for name, value in metrics.items():
-            self.log(f"rm/{split}_{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
+            self.log(f"rm_fit/{split}_{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
         return loss
 
     def training_step(self, batch: GroupBatch, batch_idx: int) -> torch.Tensor:
