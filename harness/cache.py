@@ -2,7 +2,9 @@
 
 An artifact becomes visible only when complete: it is built in a temporary directory and
 renamed into place, under a file lock so that concurrent runs wait instead of building it
-twice. A killed build leaves nothing a later run would trust.
+twice. A killed build leaves nothing a later run would trust. The completion marker lists a
+SHA-256 of every file; an artifact whose files no longer match (truncated, edited, a disk
+fault) is never loaded: it is rebuilt.
 """
 
 from __future__ import annotations
@@ -39,17 +41,48 @@ def is_complete(path: Path) -> bool:
     return (path / COMPLETE).exists()
 
 
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): _digest(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != COMPLETE}
+
+
+def damaged(path: Path) -> str | None:
+    """Why a complete-marked artifact cannot be trusted, or None if its files match."""
+    try:
+        recorded = json.loads((path / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return "unreadable completion marker"
+    if not isinstance(recorded, dict) or "files" not in recorded:
+        return None  # written before checksums were recorded: trusted as before
+    found = _manifest(path)
+    if found != recorded["files"]:
+        bad = sorted(set(found.items()) ^ set(recorded["files"].items()))
+        return f"checksum mismatch in {bad[0][0]}"
+    return None
+
+
 def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, Any] | None = None) -> Path:
     """Return `target`, running `build(tmp_dir)` and renaming it into place if it is missing."""
     name = f"{target.parent.name}/{target.name}"
-    if is_complete(target):
+    if is_complete(target) and not damaged(target):
         log.info("artifact %s: cached", name)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if is_complete(target):
-            log.info("artifact %s: built meanwhile by another job", name)
-            return target
+            reason = damaged(target)
+            if reason is None:
+                log.info("artifact %s: built meanwhile by another job", name)
+                return target
+            log.warning("artifact %s is damaged (%s): rebuilding it", name, reason)
         log.info("artifact %s: building", name)
         start = time.monotonic()
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -59,7 +92,7 @@ def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, A
             build(tmp)
             if spec is not None:
                 (tmp / "spec.json").write_text(json.dumps(spec, sort_keys=True, indent=1, default=str))
-            (tmp / COMPLETE).write_text("ok\n")
+            (tmp / COMPLETE).write_text(json.dumps({"files": _manifest(tmp)}, indent=1))
             shutil.rmtree(target, ignore_errors=True)
             tmp.rename(target)
         finally:

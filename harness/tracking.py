@@ -45,8 +45,12 @@ class RunTracker:
         tracking_uri: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
-        with self._store_lock():  # a client creates (migrates) a fresh store when it starts
-            self.client = MlflowClient(self.tracking_uri)
+        try:
+            with self._store_lock():  # a client creates (migrates) a fresh store when it starts
+                self.client = MlflowClient(self.tracking_uri)
+        except Exception as err:  # a missing directory, a read-only file, an unreachable server
+            message = " ".join(str(err).split())[:300]
+            raise InputError(f"MLflow store {self.tracking_uri} (MLFLOW_TRACKING_URI) is not usable: {message}") from err
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.run_id: str | None = None

@@ -1,0 +1,69 @@
+"""Faults leave finished work intact: damaged artifacts are rebuilt, never loaded; an unusable
+MLflow store fails fast with one line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cache import build_once, damaged
+
+
+def test_a_damaged_artifact_is_detected_and_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    calls = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        (out / "data.json").write_text('{"values": [1, 2, 3]}')
+
+    target = tmp_path / "stage" / "abc"
+    build_once(target, build, {"k": 1})
+    assert damaged(target) is None and len(calls) == 1
+    build_once(target, build, {"k": 1})
+    assert len(calls) == 1  # intact: loaded
+    (target / "data.json").write_text('{"values": [1, 2')  # truncated after the fact
+    assert "data.json" in damaged(target)
+    with caplog.at_level(logging.WARNING, logger="harness.cache"):
+        build_once(target, build, {"k": 1})
+    assert len(calls) == 2 and damaged(target) is None
+    assert (target / "data.json").read_text() == '{"values": [1, 2, 3]}'
+    assert "damaged" in caplog.text
+
+
+def test_a_truncated_stage_artifact_is_recomputed_by_the_next_run(harness_env: dict[str, str], tmp_path: Path) -> None:
+    env = harness_env | {"PREFHARNESS_CACHE": str(tmp_path / "cache"), "MLFLOW_EXPERIMENT_NAME": "faults"}
+    cmd = [sys.executable, "-m", "harness", "experiment=smoke", "resume=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=600).returncode == 0
+    (samples,) = (tmp_path / "cache" / "artifacts" / "samples").glob("*/samples.jsonl")
+    samples.write_bytes(samples.read_bytes()[:100])
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "is damaged (checksum mismatch in samples.jsonl): rebuilding it" in proc.stdout + proc.stderr
+    assert damaged(samples.parent) is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_mlflow_store_fails_fast(harness_env: dict[str, str], tmp_path: Path) -> None:
+    locked = tmp_path / "readonly"
+    locked.mkdir(mode=0o500)
+    _refused_store(f"sqlite:///{locked / 'mlflow.db'}", harness_env, tmp_path)
+
+
+def test_mlflow_store_under_a_file_fails_fast(harness_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "notadir").write_text("a file where the store's directory should be")
+    _refused_store(f"sqlite:///{tmp_path / 'notadir' / 'mlflow.db'}", harness_env, tmp_path)
+
+
+def _refused_store(uri: str, harness_env: dict[str, str], tmp_path: Path) -> None:
+    env = harness_env | {"MLFLOW_TRACKING_URI": uri, "PREFHARNESS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "harness", "experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("harness: error:")]
+    assert len(errors) == 1 and uri in errors[0] and "not usable" in errors[0]
+    assert not (tmp_path / "cache" / "artifacts").exists()
