@@ -406,6 +406,7 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
 
     trained = exp.method.fit(TrainContext(exp, prep, labelled, cache, progress_bar, initial_ids))
 
+    log.info("evaluate: %d eval prompts", len(prep.eval_ids))
     with progress_bar() as progress:
         trained_ids = trained.responses(prep.eval_ids, progress)
         kl = trained.kl(prep.eval_ids, trained_ids, progress)
