@@ -131,6 +131,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
         # Bad input is the user's to fix: one line, no traceback.
         print(f"harness: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except FloatingPointError as err:
+        # The run is marked FAILED and its last checkpoint kept; lower the learning rate or
+        # raise loss.beta and run the same command again.
+        print(f"harness: error: numerical fault: {err}", file=sys.stderr)
+        sys.exit(1)
     summary = {k: v for k, v in metrics.items() if "_ci95_" not in k}
     log.info("eval: %s", ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
     return metrics

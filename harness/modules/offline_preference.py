@@ -92,6 +92,8 @@ class OfflinePreferenceModule(L.LightningModule):
 
     def _step(self, batch: PairBatch | UnpairedBatch, split: str) -> torch.Tensor:
         loss, metrics, n = self._loss(batch)
+        if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and the checkpoint)
+            raise FloatingPointError(f"{split} loss is {loss.item()} at step {self.global_step}")
         on_step = split == "train"
         self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
         for name, value in metrics.items():

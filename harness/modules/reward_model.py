@@ -28,6 +28,8 @@ class RewardModelModule(L.LightningModule):
     def _step(self, batch: GroupBatch, split: str) -> torch.Tensor:
         rewards = self.reward_model.raw(batch.tokens).view(-1, batch.k)  # (B, k)
         loss, metrics = self.loss_fn(rewards, batch.choice)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"reward model {split} loss is {loss.item()} at step {self.global_step}")
         n, on_step = rewards.shape[0], split == "train"
         # Training curves under rm_fit/: only the run that trains the model has them, while the
         # stage's rm/* summary is stored with the artifact and logged by every run that uses it.

@@ -24,6 +24,8 @@ class SFTModule(L.LightningModule):
     def _step(self, batch: TokenBatch, split: str) -> torch.Tensor:
         token_logps = forward_response(self.policy, batch)[0]  # (B, R)
         loss, metrics = nll_loss(token_logps, batch.response_mask)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"SFT {split} loss is {loss.item()} at step {self.global_step}")
         on_step = split == "train"
         n = batch.input_ids.shape[0]
         self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)

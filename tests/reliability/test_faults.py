@@ -67,3 +67,20 @@ def _refused_store(uri: str, harness_env: dict[str, str], tmp_path: Path) -> Non
     errors = [line for line in proc.stderr.splitlines() if line.startswith("harness: error:")]
     assert len(errors) == 1 and uri in errors[0] and "not usable" in errors[0]
     assert not (tmp_path / "cache" / "artifacts").exists()
+
+
+def test_a_non_finite_loss_fails_the_run_and_keeps_the_last_checkpoint(harness_env: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    import mlflow
+
+    env = harness_env | {"PREFHARNESS_CACHE": str(tmp_path / "cache"), "MLFLOW_EXPERIMENT_NAME": "nan"}
+    proc = subprocess.run([sys.executable, "-m", "harness", "experiment=smoke", "train.lr=1e30", "trainer.max_steps=8",
+                           "train.checkpoint_every=1", f"hydra.run.dir={tmp_path / 'run'}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("harness: error: numerical fault:")]
+    assert len(errors) == 1 and "loss is nan" in errors[0].lower()
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("nan").experiment_id])
+    assert run.info.status == "FAILED"
+    assert list((tmp_path / "cache" / "checkpoints").glob("*/train.ckpt")), "the last good checkpoint is kept"
