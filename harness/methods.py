@@ -147,6 +147,19 @@ def _trainer(ctx: TrainContext, **overrides: Any) -> L.Trainer:
     return L.Trainer(logger=ctx.exp.tracker.lightning_logger(), default_root_dir=str(ctx.exp.run_dir), **kwargs)
 
 
+def _loadable(path: Path) -> bool:
+    """Whether a checkpoint loads as plain tensors and numbers (weights_only: nothing in it is
+    executed). A damaged or foreign file is set aside and the stage starts over."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return True
+    except Exception as err:  # truncated zip, pickled code, anything torch refuses
+        log.warning("checkpoint %s cannot be loaded safely (%s): starting the stage over", path,
+                    " ".join(str(err).split())[:200])
+        path.rename(path.with_name(path.name + ".rejected"))
+        return False
+
+
 def _fit(ctx: TrainContext, key: str, stage: str, module: L.LightningModule, *, datamodule: Any = None,
          train: Any = None, val: Any = None, **overrides: Any) -> L.Trainer:
     """Trainer.fit with a checkpoint under cache_dir/checkpoints/<key>/<stage>.ckpt that a
@@ -155,7 +168,7 @@ def _fit(ctx: TrainContext, key: str, stage: str, module: L.LightningModule, *, 
     if key:
         path = ctx.exp.cache_dir / "checkpoints" / key / f"{stage}.ckpt"
         callbacks.append(Checkpointing(path, ctx.exp.train.checkpoint_every))
-        if path.exists():
+        if path.exists() and _loadable(path):
             ckpt_path = str(path)
             log.info("%s: resuming from %s", stage, path)
     trainer = _trainer(ctx, callbacks=callbacks, **overrides)

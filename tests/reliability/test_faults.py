@@ -84,3 +84,44 @@ def test_a_non_finite_loss_fails_the_run_and_keeps_the_last_checkpoint(harness_e
     (run,) = client.search_runs([client.get_experiment_by_name("nan").experiment_id])
     assert run.info.status == "FAILED"
     assert list((tmp_path / "cache" / "checkpoints").glob("*/train.ckpt")), "the last good checkpoint is kept"
+
+
+class _Payload:
+    def __reduce__(self):  # noqa: ANN204 - what a malicious checkpoint would carry
+        return (os.system, ("touch PWNED",))
+
+
+@pytest.mark.parametrize("content", ["truncated", "pickled_code"])
+def test_a_bad_checkpoint_is_never_executed_and_training_starts_over(content: str, harness_env: dict[str, str],
+                                                                     tmp_path: Path) -> None:
+    import pickle
+
+    import torch
+
+    env = harness_env | {"PREFHARNESS_CACHE": str(tmp_path / "cache"), "MLFLOW_EXPERIMENT_NAME": f"ckpt-{content}"}
+    overrides = ["experiment=smoke"]
+    # Planted where the job's own checkpoint would be, as if an earlier attempt had left it.
+    ckpt = tmp_path / "cache" / "checkpoints" / _run_key_of(overrides, env) / "train.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    if content == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[:200])
+    else:
+        ckpt.write_bytes(pickle.dumps({"state_dict": _Payload()}))
+    proc = subprocess.run([sys.executable, "-m", "harness", *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cannot be loaded safely" in proc.stdout + proc.stderr
+    assert not (tmp_path / "PWNED").exists()
+
+
+def _run_key_of(overrides: list[str], env: dict[str, str]) -> str:
+    from hydra import compose, initialize_config_dir
+
+    from harness.cli.run import CONFIG_DIR, run_key
+    from harness.tracking import RunTracker
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[o for o in overrides if not o.startswith("hydra.")])
+    tracker = RunTracker(env["MLFLOW_EXPERIMENT_NAME"], None, env["MLFLOW_TRACKING_URI"])
+    return run_key(cfg, tracker)
