@@ -9,6 +9,7 @@ fault) is never loaded: it is rebuilt.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -69,6 +70,12 @@ def damaged(path: Path) -> str | None:
     return None
 
 
+def _out_of_space(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(err) or (err.__cause__ is not None and _out_of_space(err.__cause__))
+
+
 def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, Any] | None = None) -> Path:
     """Return `target`, running `build(tmp_dir)` and renaming it into place if it is missing."""
     name = f"{target.parent.name}/{target.name}"
@@ -89,7 +96,12 @@ def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, A
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            build(tmp)
+            try:
+                build(tmp)
+            except Exception as err:
+                if _out_of_space(err):  # writers (safetensors) that report ENOSPC in their own types
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target)) from err
+                raise
             if spec is not None:
                 (tmp / "spec.json").write_text(json.dumps(spec, sort_keys=True, indent=1, default=str))
             (tmp / COMPLETE).write_text(json.dumps({"files": _manifest(tmp)}, indent=1))

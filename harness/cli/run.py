@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -35,6 +36,8 @@ log = logging.getLogger("harness")
 def _plain(node: DictConfig) -> dict:
     return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
 
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 # Keys that do not change a job's results: a rerun with other values is the same job.
 NOT_IDENTITY = ("logger", "threads", "resume", "paths")
@@ -131,6 +134,13 @@ def main(cfg: DictConfig) -> dict[str, float]:
         # Bad input is the user's to fix: one line, no traceback.
         print(f"harness: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        if err.errno not in DISK_ERRORS:
+            raise
+        # A full or read-only disk: artifacts are built in temporary directories, so nothing
+        # half-written is left to trust; free space (or point PREFHARNESS_CACHE elsewhere) and rerun.
+        print(f"harness: error: cannot write {err.filename or 'to disk'}: {os.strerror(err.errno)}", file=sys.stderr)
+        sys.exit(1)
     except FloatingPointError as err:
         # The run is marked FAILED and its last checkpoint kept; lower the learning rate or
         # raise loss.beta and run the same command again.

@@ -125,3 +125,27 @@ def _run_key_of(overrides: list[str], env: dict[str, str]) -> str:
         cfg = compose(config_name="config", overrides=[o for o in overrides if not o.startswith("hydra.")])
     tracker = RunTracker(env["MLFLOW_EXPERIMENT_NAME"], None, env["MLFLOW_TRACKING_URI"])
     return run_key(cfg, tracker)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):  # noqa: ANN201
+    """A 256 KiB tmpfs: too small for a model; needs mount rights (root in a container)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_fails_fast_and_leaves_nothing_half_written(full_disk: Path, harness_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    env = harness_env | {"PREFHARNESS_CACHE": str(full_disk / "cache"), "MLFLOW_EXPERIMENT_NAME": "full"}
+    proc = subprocess.run([sys.executable, "-m", "harness", "experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("harness: error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], proc.stderr[-2000:]
+    leftovers = [p for p in (full_disk / "cache").rglob("*") if ".tmp-" in p.name]
+    assert not leftovers, leftovers
+    assert not [d for d in (full_disk / "cache").glob("*/*") if d.is_dir() and not (d / ".complete").exists()]
