@@ -88,6 +88,7 @@ def _row(run, experiment: str) -> dict[str, object]:  # noqa: ANN001 - mlflow.en
         "start_time": info.start_time, "run_name": info.run_name,
     }
     row |= {f"tags.{k}": v for k, v in data.tags.items()}
+    row.setdefault("tags.init", "base")  # runs logged before the `init` tag started from the base model
     row |= {f"params.{k}": v for k, v in data.params.items()}
     row |= {f"metrics.{k}": v for k, v in data.metrics.items()}
     return row
