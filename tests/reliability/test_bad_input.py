@@ -133,3 +133,17 @@ def test_unknown_launcher_is_refused_by_hydra(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "hydra/launcher/nowhere" in proc.stderr and "Available options" in proc.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+def test_report_selection_matching_no_runs(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    client.create_run(client.create_experiment("somewhere"))
+    out = tmp_path / "reports"
+    proc = subprocess.run([sys.executable, "-m", "harness.report", "--tracking-uri", f"sqlite:///{db}",
+                           "--experiment", "somewhere", "--tag", "sweep.name=nothing-like-this", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("harness-report: error:")]
+    assert len(errors) == 1 and "sweep.name=nothing-like-this" in errors[0]
+    assert not out.exists() or not any(out.iterdir())
