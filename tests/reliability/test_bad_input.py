@@ -106,15 +106,47 @@ def test_malformed_label_files(case: str, tmp_path: Path) -> None:
             [str(path), *expected])
 
 
-@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
-def test_bad_settings(case: str, tmp_path: Path) -> None:
-    args, expected = CONFIG_CASES[case]
+def _case_args(case: str, tmp_path: Path) -> list[str]:
     labels = tmp_path / "labels.jsonl"
     labels.write_bytes(jsonl(GOOD, GOOD | {"id": "b"}))
     dataset = tmp_path / "reviews.jsonl"
     dataset.write_text("\n".join(json.dumps({"text": f"review {i} of the place was"}) for i in range(80)) + "\n")
-    args = [a.format(labels=labels, dataset=dataset) for a in args]
-    refused(args, tmp_path, expected)
+    return [a.format(labels=labels, dataset=dataset) for a in CONFIG_CASES[case][0]]
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_bad_settings(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process (the CLI's own path minus the interpreter start-up): composing, building and
+    preparing the experiment raises InputError naming the key, before any artifact or run."""
+    from hydra import compose, initialize_config_dir
+
+    from harness.cli.run import CONFIG_DIR, build_experiment
+    from harness.errors import InputError
+    from harness.pipeline import run_experiment
+
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("PREFHARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    with pytest.raises(InputError) as err:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["experiment=smoke", *_case_args(case, tmp_path)])
+        run_experiment(build_experiment(cfg, tmp_path / "run"))
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in CONFIG_CASES[case][1]:
+        assert fragment in message, (fragment, message)
+    artifacts = tmp_path / "cache" / "artifacts"
+    assert not artifacts.exists() or not any(p.is_dir() for p in artifacts.glob("*/*")), "an artifact was written"
+    if db.exists():
+        client = mlflow.MlflowClient(f"sqlite:///{db}")
+        assert not client.search_runs([e.experiment_id for e in client.search_experiments()]), "a run was created"
+
+
+@pytest.mark.parametrize("case", ["beta_zero", "rm_pooling", "dataset_column_missing"])
+def test_bad_settings_from_the_command_line(case: str, tmp_path: Path) -> None:
+    """The same refusals as the user sees them: one line on stderr, exit 2."""
+    refused(_case_args(case, tmp_path), tmp_path, CONFIG_CASES[case][1])
 
 
 @pytest.mark.parametrize("case,expected", [
