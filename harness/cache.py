@@ -58,11 +58,17 @@ def _manifest(root: Path) -> dict[str, str]:
 def damaged(path: Path) -> str | None:
     """Why a complete-marked artifact cannot be trusted, or None if its files match."""
     try:
-        recorded = json.loads((path / COMPLETE).read_text())
-    except (OSError, ValueError):
+        text = (path / COMPLETE).read_text()
+    except OSError:
         return "unreadable completion marker"
-    if not isinstance(recorded, dict) or "files" not in recorded:
+    if text.strip() == "ok":
         return None  # written before checksums were recorded: trusted as before
+    try:
+        recorded = json.loads(text)
+    except ValueError:
+        return "unreadable completion marker"
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("files"), dict):
+        return "unreadable completion marker"
     found = _manifest(path)
     if found != recorded["files"]:
         bad = sorted(set(found.items()) ^ set(recorded["files"].items()))

@@ -149,3 +149,14 @@ def test_a_full_disk_fails_fast_and_leaves_nothing_half_written(full_disk: Path,
     leftovers = [p for p in (full_disk / "cache").rglob("*") if ".tmp-" in p.name]
     assert not leftovers, leftovers
     assert not [d for d in (full_disk / "cache").glob("*/*") if d.is_dir() and not (d / ".complete").exists()]
+
+
+def test_artifacts_from_before_checksums_are_still_trusted(tmp_path: Path) -> None:
+    target = tmp_path / "stage" / "old"
+    target.mkdir(parents=True)
+    (target / "data.json").write_text("{}")
+    (target / ".complete").write_text("ok\n")  # the marker of earlier versions
+    assert damaged(target) is None
+    assert build_once(target, lambda out: pytest.fail("rebuilt a trusted artifact")) == target
+    (target / ".complete").write_text("{not json")
+    assert damaged(target) == "unreadable completion marker"
