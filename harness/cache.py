@@ -98,8 +98,10 @@ def build_once(target: Path, build: Callable[[Path], None], spec: Mapping[str, A
             log.warning("artifact %s is damaged (%s): rebuilding it", name, reason)
         log.info("artifact %s: building", name)
         start = time.monotonic()
+        # Holding the lock, no one else builds this target: leftovers of killed builds can go.
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
             try:

@@ -160,3 +160,12 @@ def test_artifacts_from_before_checksums_are_still_trusted(tmp_path: Path) -> No
     assert build_once(target, lambda out: pytest.fail("rebuilt a trusted artifact")) == target
     (target / ".complete").write_text("{not json")
     assert damaged(target) == "unreadable completion marker"
+
+
+def test_a_killed_build_leaves_nothing_a_later_build_keeps(tmp_path: Path) -> None:
+    target = tmp_path / "stage" / "abc"
+    stale = target.with_name(".abc.tmp-999999")  # what SIGKILL mid-build leaves behind
+    stale.mkdir(parents=True)
+    (stale / "half.json").write_text('{"val')
+    build_once(target, lambda out: (out / "data.json").write_text("{}"))
+    assert not stale.exists() and damaged(target) is None
