@@ -242,7 +242,8 @@ class OfflinePreference:
         if not train_rows:
             raise InputError(f"labels.n={exp.labels.n}, labels.desirable_fraction={exp.labels.desirable_fraction}: "
                              "no training examples left")
-        data = ListDataModule(train_rows, val_rows, collate, exp.train.batch_size, _seed(exp, "train"))
+        data = ListDataModule(train_rows, val_rows, collate, exp.train.batch_size, _seed(exp, "train"),
+                              bucket=exp.train.bucket)
         reference = load_causal_lm(prep.policy_dir)[0] if self.reference == "online" else None
         module = OfflinePreferenceModule(policy, loss_fn, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
                                          warmup_steps=exp.train.warmup_steps, length_normalized=self.length_normalized,
@@ -390,7 +391,8 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
     """
     exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
     # Keyed by the labels themselves (not only the samples): another labeler, another model.
-    spec = {"labels": labelled.choices_key, "reward_model": exp.keys.get("reward_model"), "seed": exp.seed}
+    spec = {"labels": labelled.choices_key, "reward_model": exp.keys.get("reward_model"), "seed": exp.seed,
+            "bucket": exp.train.bucket}
     groups = [ComparisonGroup(tuple(p), tuple(tuple(r) for r in g), c)
               for p, g, c in zip(labelled.prompt_ids, labelled.responses, labelled.choices)]
     n_val = max(1, int(round(len(groups) * settings.val_fraction)))
@@ -404,7 +406,7 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
         freeze_lower_layers(rm.trunk, settings.trainable_layers, key="loss.reward_model.trainable_layers", minimum=0)
         module = RewardModelModule(rm, settings.loss_fn, settings.lr, settings.weight_decay, settings.head_lr)
         data = ListDataModule(groups[:-n_val], groups[-n_val:], GroupCollator(prep.tokenizer.pad_token_id),
-                              settings.batch_size, _seed(exp, "reward_model"))
+                              settings.batch_size, _seed(exp, "reward_model"), bucket=exp.train.bucket)
         trainer = _fit(ctx, rm_key and f"reward_model-{rm_key}", "reward_model", module, datamodule=data,
                        max_epochs=settings.epochs, max_steps=-1)
         rm.eval()

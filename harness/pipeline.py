@@ -110,6 +110,7 @@ class TrainSettings:
     warmup_steps: int = 0
     val_fraction: float = 0.1
     checkpoint_every: int = 50  # training batches (PPO: iterations) between resumable checkpoints
+    bucket: int = 16  # batches per length bucket (data/resumable.py); 0: no bucketing
 
     def __post_init__(self) -> None:
         _check("train.lr", self.lr > 0, "a learning rate > 0", self.lr)
@@ -118,6 +119,7 @@ class TrainSettings:
         _check("train.warmup_steps", self.warmup_steps >= 0, "an integer ≥ 0", self.warmup_steps)
         _check("train.val_fraction", 0 <= self.val_fraction < 1, "a fraction in [0, 1)", self.val_fraction)
         _check("train.checkpoint_every", self.checkpoint_every >= 1, "an integer ≥ 1", self.checkpoint_every)
+        _check("train.bucket", self.bucket >= 0, "an integer ≥ 0 (0: no length bucketing)", self.bucket)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ class PreferencePair:
     ref_chosen_logp: float
     ref_rejected_logp: float
 
+    @property
+    def lengths(self) -> tuple[int, int]:
+        return len(self.prompt_ids), max(len(self.chosen_ids), len(self.rejected_ids))
+
 
 @dataclass
 class PairBatch:
@@ -64,6 +68,10 @@ class UnpairedExample:
     ref_logp: float
     ref_kl_logp: float
 
+    @property
+    def lengths(self) -> tuple[int, int]:
+        return len(self.prompt_ids), len(self.response_ids)
+
 
 @dataclass
 class UnpairedBatch:
@@ -99,17 +107,23 @@ class ListDataModule(L.LightningDataModule):
     """Train/validation lists of examples, batched by a collator (pairs, groups, …).
 
     Validation examples are held out by the caller (by prompt, so none leaks into training).
+    With `bucket` > 1, training batches group examples of similar lengths (each example's
+    `lengths`: prompt, longest response), `bucket` batches at a time (`ResumableBatches`).
     """
 
-    def __init__(self, train: Sequence, val: Sequence, collate: Callable, batch_size: int, seed: int) -> None:
+    def __init__(self, train: Sequence, val: Sequence, collate: Callable, batch_size: int, seed: int,
+                 bucket: int = 0) -> None:
         super().__init__()
         self.train, self.val = list(train), list(val)
+        self.bucket = bucket
         self.collate = collate
         self.batch_size = batch_size
         self.seed = seed
 
     def train_dataloader(self) -> ResumableBatches:
-        return ResumableBatches(self.train, self.batch_size, self.collate, seed=self.seed)
+        lengths = [row.lengths for row in self.train] if self.bucket > 1 else None
+        return ResumableBatches(self.train, self.batch_size, self.collate, seed=self.seed, lengths=lengths,
+                                bucket=self.bucket)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate)
@@ -125,6 +139,10 @@ class ComparisonGroup:
     prompt_ids: tuple[int, ...]
     responses: tuple[tuple[int, ...], ...]
     choice: int
+
+    @property
+    def lengths(self) -> tuple[int, int]:
+        return len(self.prompt_ids), max(len(r) for r in self.responses)
 
 
 @dataclass

@@ -28,10 +28,23 @@ class ResumableBatches:
 
     `shuffle` permutes the items each epoch; `num_samples` draws that many items with
     replacement instead (PPO's prompts); otherwise the order is fixed.
+
+    `lengths` (each item's prompt and response length) with `bucket` > 1 groups items of
+    similar shape into batches, so that a batch's padded width (longest prompt + longest
+    response) is close to its items' own: the shuffled order is cut into runs of `bucket`
+    batches; each run is sorted by prompt length, cut into groups of √bucket batches, each
+    group sorted by response length, cut into batches, and the run's full batches are put in
+    a seeded random order (a short last batch stays last). Every item still appears once per
+    epoch; which items share a batch is still random across runs, only less so in shape.
     """
 
     def __init__(self, items: Sequence[Any], batch_size: int, collate: Callable[[list[Any]], Any],
-                 seed: int = 0, shuffle: bool = True, num_samples: int | None = None) -> None:
+                 seed: int = 0, shuffle: bool = True, num_samples: int | None = None,
+                 lengths: Sequence[tuple[int, int]] | None = None, bucket: int = 0) -> None:
+        if lengths is not None and len(lengths) != len(items):
+            raise ValueError(f"ResumableBatches: {len(lengths)} lengths for {len(items)} items")
+        self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1, 2) if lengths is not None else None
+        self.bucket = bucket
         self.items = list(items)
         self.batch_size = batch_size
         self.collate = collate
@@ -46,7 +59,23 @@ class ResumableBatches:
         rng = np.random.default_rng([self.seed, epoch])
         if self.num_samples is not None:
             return rng.integers(len(self.items), size=self.num_samples)
-        return rng.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
+        order = rng.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
+        if self.lengths is None or self.bucket <= 1:
+            return order
+        return np.concatenate([self._bucketed(order[s : s + self.bucket * self.batch_size], rng)
+                               for s in range(0, len(order), self.bucket * self.batch_size)])
+
+    def _bucketed(self, run: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        bs = self.batch_size
+        run = run[np.argsort(self.lengths[run, 0], kind="stable")]  # by prompt length
+        group = bs * max(1, math.isqrt(self.bucket))
+        run = np.concatenate([g[np.argsort(self.lengths[g, 1], kind="stable")]  # by response length
+                              for g in (run[i : i + group] for i in range(0, len(run), group))])
+        batches = [run[i : i + bs] for i in range(0, len(run), bs)]
+        full = [b for b in batches if len(b) == bs]
+        if not self.shuffle:
+            return np.concatenate(batches)
+        return np.concatenate([full[i] for i in rng.permutation(len(full))] + batches[len(full):])
 
     def __len__(self) -> int:
         n = self.num_samples if self.num_samples is not None else len(self.items)

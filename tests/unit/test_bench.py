@@ -1,0 +1,56 @@
+"""The benchmark's shared pieces: data that both sides tokenise alike, the clock, the report file."""
+
+import pytest
+
+from bench.common import BATCH, StepClock, mean_tokens, model_dir, records, write_section
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from harness.models.loading import load_tokenizer
+
+    return load_tokenizer(model_dir())
+
+
+def test_records_retokenise_to_their_ids(tokenizer):
+    recs = records(tokenizer, n=40)
+    assert len(recs) == 40
+    for r in recs:
+        assert 32 <= len(r.prompt_ids) <= 64
+        for text, ids in ((r.prompt, r.prompt_ids), (r.chosen, r.chosen_ids), (r.rejected, r.rejected_ids)):
+            assert tuple(tokenizer(text, add_special_tokens=False)["input_ids"]) == ids
+    assert records(tokenizer, n=40) == recs  # seeded
+    pair = mean_tokens(recs, "pair")
+    expected = sum(2 * len(r.prompt_ids) + len(r.chosen_ids) + len(r.rejected_ids) + 2 for r in recs) / 40
+    assert pair == pytest.approx(expected)
+
+
+def test_step_clock_times_only_steps_after_warmup(monkeypatch):
+    times = iter([1.0, 2.0, 4.0, 7.0])
+    monkeypatch.setattr("bench.common.time.perf_counter", lambda: next(times))
+    clock = StepClock(warmup=1)
+    for _ in range(4):
+        clock.tick()
+    assert clock.timed_steps == 3
+    assert clock.seconds == 6.0
+    with pytest.raises(RuntimeError, match="warm-up"):
+        _ = StepClock(warmup=2).seconds
+
+
+def test_write_section_keeps_the_rest(tmp_path):
+    path = tmp_path / "b.md"
+    path.write_text("# Benchmarks\n\nprose\n")
+    write_section(path, "throughput", "table 1")
+    write_section(path, "sweep", "sweep 1")
+    write_section(path, "throughput", "table 2")
+    text = path.read_text()
+    assert text.startswith("# Benchmarks\n\nprose\n")
+    assert "table 2" in text and "table 1" not in text and "sweep 1" in text
+    assert text.index("table 2") < text.index("sweep 1")
+
+
+def test_harness_side_runs_a_dpo_step():
+    from bench.harness_side import run
+
+    result = run("dpo", steps=1, warmup=1)
+    assert result.items == BATCH and result.seconds > 0 and result.peak_mb > 0
