@@ -46,6 +46,7 @@ CONFIG_CASES = {
     "trainable_layers": (["model.trainable_layers=99"], ["model.trainable_layers=99", "1..2"]),
     "sampling_temperature": (["sampling.temperature=0"], ["sampling.temperature", "> 0"]),
     "train_lr": (["train.lr=0"], ["train.lr", "> 0"]),
+    "train_bucket": (["train.bucket=-1"], ["train.bucket", "≥ 0"]),
     "eval_prompts": (["eval.n_prompts=0"], ["eval.n_prompts", "≥ 1"]),
     "rm_pooling": (["loss=ppo", "loss.reward_model.pooling=max"], ["loss.reward_model.pooling", "mean, last"]),
     "rm_lr": (["loss=best_of_n", "loss.reward_model.lr=0"], ["loss.reward_model.lr", "> 0"]),
