@@ -50,6 +50,7 @@ class Comparison:
     theirs: Job
     target: float | None  # the bar for ours/theirs
     training: bool = True
+    passes: int = 1  # training passes over each item (PPO epochs): the FLOP count's multiplier
 
 
 H = lambda o, *a: Job("harness", o, tuple(a))  # noqa: E731
@@ -59,15 +60,18 @@ COMPARISONS = [
     Comparison("reward model", "pairs/s", H("reward"), T("reward"), 1.2),
     Comparison("DPO", "pairs/s", H("dpo"), T("dpo"), 1.5),
     Comparison("DPO vs TRL default (reference forward each step)", "pairs/s", H("dpo"), T("dpo_online"), None),
+    Comparison("DPO, harness without length bucketing (train.bucket=0)", "pairs/s", H("dpo", "--bucket", "0"),
+               T("dpo"), None),
     Comparison("KTO", "examples/s", H("kto"), T("kto"), 1.5),
     Comparison("PPO vs RLOO, 1 epoch per rollout", "episodes/s", H("ppo1"), T("rloo"), 1.5),
     Comparison("PPO vs GRPO, 1 epoch per rollout", "episodes/s", H("ppo1"), T("grpo"), None),
-    Comparison("PPO vs RLOO, 4 epochs per rollout", "episodes/s", H("ppo"), T("rloo", "--num-iterations", "4"), 1.5),
+    Comparison("PPO vs RLOO, 4 epochs per rollout", "episodes/s", H("ppo"), T("rloo", "--num-iterations", "4"), 1.5,
+               passes=4),
     Comparison("rollout generation", "new tokens/s", H("generate"), T("generate"), 1.0, training=False),
 ]
-MEMORY = [("DPO", H("dpo")), ("KTO", H("kto"))]
-MEMORY_BASE = H("policy_only")
-GROUPS = {"reward": ["reward model"], "dpo": ["DPO", "DPO vs TRL default (reference forward each step)"],
+# (objective, its job, the policy trained alone on the sequences it trains on with gradient)
+MEMORY = [("DPO", H("dpo"), H("policy_only"), "2·B"), ("KTO", H("kto"), H("policy_only_unpaired"), "B")]
+GROUPS = {"reward": ["reward model"], "dpo": [c.name for c in COMPARISONS if c.name.startswith("DPO")],
           "kto": ["KTO"], "ppo": [c.name for c in COMPARISONS if c.name.startswith("PPO")],
           "generate": ["rollout generation"], "memory": []}
 
@@ -145,7 +149,7 @@ def table(m: Measurements, comparisons: list[Comparison], peak: float, n_params:
         a, b = m.rate(c.ours), m.rate(c.theirs)
         ratios = m.ratios(c.ours, c.theirs)
         ratio = statistics.median(ratios) if ratios else float("nan")
-        flops = (6 if c.training else 2) * n_params
+        flops = (6 if c.training else 2) * n_params * c.passes
         ga, gb = a * m.tokens(c.ours) * flops / 1e9, b * m.tokens(c.theirs) * flops / 1e9
         met = "" if c.target is None else ("yes" if ratio >= c.target else "**no**")
         per_round = ", ".join(f"{r:.2f}" for r in ratios)
@@ -157,13 +161,13 @@ def table(m: Measurements, comparisons: list[Comparison], peak: float, n_params:
 
 
 def memory_table(m: Measurements) -> str:
-    base = m.peak(MEMORY_BASE)
-    lines = ["| training | peak MiB above start | policy alone (SFT, same 2·B sequences) | ratio | bar | met |",
-             "|---|---|---|---|---|---|"]
-    for name, job in MEMORY:
+    lines = ["| training (harness) | peak MiB above start | the policy alone: SFT on the same sequences | ratio | bar "
+             "| met |", "|---|---|---|---|---|---|"]
+    for name, job, base_job, rows in MEMORY:
+        base = m.peak(base_job)
         ratio = m.peak(job) / base
-        lines.append(f"| {name}, cached reference log-probs | {m.peak(job):.0f} | {base:.0f} | **{ratio:.2f}** | "
-                     f"≤ 1.3 | {'yes' if ratio <= 1.3 else '**no**'} |")
+        lines.append(f"| {name}, cached reference log-probs | {m.peak(job):.0f} | {base:.0f} ({rows} rows per step) | "
+                     f"**{ratio:.2f}** | ≤ 1.3 | {'yes' if ratio <= 1.3 else '**no**'} |")
     return "\n".join(lines)
 
 
@@ -192,7 +196,7 @@ def benchmark(args: argparse.Namespace) -> None:
     comparisons = [c for c in COMPARISONS if any(c.name in GROUPS[w] for w in wanted)]
     jobs_a = list(dict.fromkeys(j for c in comparisons for j in (c.ours, c.theirs)))
     if "memory" in wanted:
-        jobs_a += [j for j in [MEMORY_BASE] + [job for _, job in MEMORY] if j not in jobs_a]
+        jobs_a += [j for _, job, base, _ in MEMORY for j in (job, base) if j not in jobs_a]
     log = ROOT / "bench" / "last_run.log"
     log.write_text("")
     print(f"bench: {len(jobs_a)} measurements × {args.rounds} rounds, {args.steps} timed steps each "
@@ -214,7 +218,7 @@ def benchmark(args: argparse.Namespace) -> None:
                 result = run_job(job, args.steps, args.warmup, args.threads, log)
                 if result:
                     m.results.setdefault(job, []).append(result)
-        for job in jobs_a:  # the memory baseline
+        for job in jobs_a:  # the memory measurements
             if job not in done:
                 done.add(job)
                 result = run_job(job, args.steps, args.warmup, args.threads, log)
@@ -225,21 +229,23 @@ def benchmark(args: argparse.Namespace) -> None:
     n_params, vocab = params()
     minutes = (time.time() - started) / 60
     command = "python -m bench " + " ".join(sys.argv[1:])
-    out = [f"Command: `{command}`  ", f"Machine: {machine()}  ",
+    header = [f"Command: `{command}`  ", f"Machine: {machine()}  ",
            f"Threads: {args.threads}; matmul peak {peak:.1f} GFLOP/s (fp32 2048² matmul, best of 5; "
            f"{' / '.join(f'{p:.1f}' for p in peaks)} before / after); {minutes:.0f} min  ",
            f"Model: random Llama, {n_params / 1e6:.2f}M parameters ({MODEL['num_layers']} blocks, hidden "
            f"{MODEL['hidden_size']}, {vocab}-token BPE); prompts {PROMPT_TOKENS[0]}–{PROMPT_TOKENS[1]} "
            f"and responses {RESPONSE_TOKENS[0]}–{RESPONSE_TOKENS[1]} tokens; {BATCH} items per step; rollouts "
-           f"{NEW_TOKENS} new tokens; {args.rounds} rounds × {args.steps} timed steps (median shown).", "",
-           table(m, comparisons, peak, n_params)]
+           f"{NEW_TOKENS} new tokens; {args.rounds} rounds × {args.steps} timed steps (median shown).", ""]
+    sections = {}
+    if comparisons:
+        sections["throughput"] = "\n".join(header + [table(m, comparisons, peak, n_params)])
     if "memory" in wanted:
-        out += ["", memory_table(m)]
-    text = "\n".join(out)
-    print(text)
-    if args.write:
-        write_section(args.write, "throughput", text)
-        print(f"bench: wrote the throughput section of {args.write}", file=sys.stderr)
+        sections["memory"] = "\n".join(header + [memory_table(m)])
+    for name, text in sections.items():
+        print(text + "\n")
+        if args.write:
+            write_section(args.write, name, text)
+            print(f"bench: wrote the {name} section of {args.write}", file=sys.stderr)
 
 
 def main() -> None:

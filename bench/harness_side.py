@@ -59,7 +59,7 @@ def _reference(policy, tok, prompts, responses) -> list[float]:
     return batched_logps(policy, prompts, responses, tok.pad_token_id, batch_size=32)
 
 
-def _offline(recs: list[Record], objective: str, steps: int, clock: StepClock) -> tuple[float, float]:
+def _offline(recs: list[Record], objective: str, steps: int, clock: StepClock, bucket: int) -> tuple[float, float]:
     from harness.data.preference import (ListDataModule, PairCollator, PreferencePair, UnpairedCollator,
                                          UnpairedExample)
     from harness.losses.dpo import dpo_loss
@@ -84,30 +84,32 @@ def _offline(recs: list[Record], objective: str, steps: int, clock: StepClock) -
         rows = [UnpairedExample(p, c, k, r.desirable, ref[i], ref[n + i])
                 for i, (p, c, k, r) in enumerate(zip(prompts, chosen, partner, recs))]
         collate, loss = UnpairedCollator(tok.pad_token_id), functools.partial(kto_loss, beta=BETA)
-    data = ListDataModule(rows, [], collate, BATCH, seed=0, bucket=BUCKET)
+    data = ListDataModule(rows, [], collate, BATCH, seed=0, bucket=bucket)
     module = OfflinePreferenceModule(policy, loss, lr=LR)
     _trainer(steps, clock).fit(module, datamodule=data)
     return base, mean_tokens(recs, "pair" if objective == "dpo" else "example")
 
 
-def _policy_only(recs: list[Record], steps: int, clock: StepClock) -> tuple[float, float]:
-    """The memory baseline: the policy trained alone (SFT) on the same 2·BATCH sequences per step."""
+def _policy_only(recs: list[Record], steps: int, clock: StepClock, bucket: int, paired: bool) -> tuple[float, float]:
+    """The memory baseline: the policy trained alone (SFT) on the sequences the objective trains
+    on with gradient: 2·BATCH per step for DPO (`paired`), BATCH for KTO."""
     from harness.methods import _PackCollator
     from harness.modules.sft import SFTModule
 
     base = rss_mb()
     policy, tok = _policy()
     eos = tok.eos_token_id
-    rows = [(r.prompt_ids, _eos(ids, eos)) for r in recs for ids in (r.chosen_ids, r.rejected_ids)]
+    responses = (lambda r: (r.chosen_ids, r.rejected_ids)) if paired else (lambda r: (r.chosen_ids,))
+    rows = [(r.prompt_ids, _eos(ids, eos)) for r in recs for ids in responses(r)]
     from harness.data.resumable import ResumableBatches
 
-    train = ResumableBatches(rows, 2 * BATCH, _PackCollator(tok.pad_token_id), seed=0,
-                             lengths=[(len(p), len(r)) for p, r in rows], bucket=BUCKET)
+    train = ResumableBatches(rows, (2 if paired else 1) * BATCH, _PackCollator(tok.pad_token_id), seed=0,
+                             lengths=[(len(p), len(r)) for p, r in rows], bucket=bucket)
     _trainer(steps, clock).fit(SFTModule(policy, lr=LR), train)
-    return base, mean_tokens(recs, "pair")
+    return base, mean_tokens(recs, "pair" if paired else "example")
 
 
-def _reward(recs: list[Record], steps: int, clock: StepClock) -> tuple[float, float]:
+def _reward(recs: list[Record], steps: int, clock: StepClock, bucket: int) -> tuple[float, float]:
     from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule
     from harness.losses.bradley_terry import best_of_k_loss
     from harness.models.reward import RewardModel
@@ -118,7 +120,7 @@ def _reward(recs: list[Record], steps: int, clock: StepClock) -> tuple[float, fl
     rm = RewardModel.from_policy_dir(model_dir())
     eos = tok.eos_token_id
     groups = [ComparisonGroup(r.prompt_ids, (_eos(r.chosen_ids, eos), _eos(r.rejected_ids, eos)), 0) for r in recs]
-    data = ListDataModule(groups, [], GroupCollator(tok.pad_token_id), BATCH, seed=0, bucket=BUCKET)
+    data = ListDataModule(groups, [], GroupCollator(tok.pad_token_id), BATCH, seed=0, bucket=bucket)
     _trainer(steps, clock).fit(RewardModelModule(rm, best_of_k_loss, LR), datamodule=data)
     return base, mean_tokens(recs, "pair")
 
@@ -165,7 +167,7 @@ def _generate(recs: list[Record], steps: int, clock: StepClock) -> tuple[float, 
     return base, 1.0, new
 
 
-def run(objective: str, steps: int, warmup: int) -> Result:
+def run(objective: str, steps: int, warmup: int, bucket: int = BUCKET) -> Result:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     _, tok = _policy()
     recs = records(tok, n=BATCH * (steps + warmup))  # each record used once, as on the TRL side
@@ -173,13 +175,13 @@ def run(objective: str, steps: int, warmup: int) -> Result:
     total = steps + warmup
     extra: dict[str, Any] = {}
     if objective in ("dpo", "kto"):
-        base, tpi = _offline(recs, objective, total, clock)
+        base, tpi = _offline(recs, objective, total, clock, bucket)
         per_step = BATCH
-    elif objective == "policy_only":
-        base, tpi = _policy_only(recs, total, clock)
+    elif objective in ("policy_only", "policy_only_unpaired"):
+        base, tpi = _policy_only(recs, total, clock, bucket, paired=objective == "policy_only")
         per_step = BATCH
     elif objective == "reward":
-        base, tpi = _reward(recs, total, clock)
+        base, tpi = _reward(recs, total, clock, bucket)
         per_step = BATCH
     elif objective in ("ppo", "ppo1"):
         epochs = 4 if objective == "ppo" else 1
@@ -198,9 +200,10 @@ def main() -> None:
     ap.add_argument("objective")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--bucket", type=int, default=BUCKET, help=f"train.bucket (default {BUCKET}, the harness's)")
     args = ap.parse_args()
     t = time.perf_counter()
-    result = run(args.objective, args.steps, args.warmup)
+    result = run(args.objective, args.steps, args.warmup, args.bucket)
     result.extra = (result.extra or {}) | {"wall_s": time.perf_counter() - t}
     print(json.dumps(result.to_json()))
 

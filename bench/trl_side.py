@@ -224,6 +224,18 @@ def _token_check(rows: list[dict], recs: list[Record], eos: int, kind: str) -> d
     }
 
 
+def _train_metered(trainer, meter: _ForwardMeter, out_dir: str, **modules: torch.nn.Module | None) -> None:
+    """trainer.train() with the forwards of `modules` counted; the output directory removed after."""
+    for name, module in modules.items():
+        if module is not None:
+            meter.attach(name, module)
+    try:
+        trainer.train()
+    finally:
+        meter.close()
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def _versions() -> dict:
     import transformers
     import trl
@@ -296,14 +308,7 @@ def _run_offline(objective: str, steps: int, warmup: int) -> Result:
     extra["setup_seconds"] = round(time.perf_counter() - t_setup, 3)  # includes any reference precompute
 
     extra["tokenization"] = _token_check(trainer.train_dataset.to_list(), recs, eos, kind)
-    meter.attach("policy", trainer.model)
-    if getattr(trainer, "ref_model", None) is not None:
-        meter.attach("reference", trainer.ref_model)
-    try:
-        trainer.train()
-    finally:
-        meter.close()
-        shutil.rmtree(out_dir, ignore_errors=True)
+    _train_metered(trainer, meter, out_dir, policy=trainer.model, reference=getattr(trainer, "ref_model", None))
 
     timed = clock.timed_steps
     items = timed * BATCH
@@ -402,15 +407,8 @@ def _run_online(objective: str, steps: int, warmup: int, num_iterations: int) ->
         return out
 
     trainer._generate_single_turn = counted
-    meter.attach("policy", trainer.model)
-    if trainer.ref_model is not None:
-        meter.attach("reference", trainer.ref_model)
-    meter.attach("reward_model", trainer.reward_funcs[0])
-    try:
-        trainer.train()
-    finally:
-        meter.close()
-        shutil.rmtree(out_dir, ignore_errors=True)
+    _train_metered(trainer, meter, out_dir, policy=trainer.model, reference=trainer.ref_model,
+                   reward_model=trainer.reward_funcs[0])
 
     timed_cycles = clock.timed_steps
     episodes = gen["episodes"]
