@@ -49,6 +49,12 @@ def _policy():
     return load_causal_lm(model_dir())
 
 
+def _tokenizer():
+    from harness.models.loading import load_tokenizer
+
+    return load_tokenizer(model_dir())
+
+
 def _eos(ids: tuple[int, ...], eos: int) -> tuple[int, ...]:
     return tuple(ids) + (eos,)
 
@@ -116,7 +122,7 @@ def _reward(recs: list[Record], steps: int, clock: StepClock, bucket: int) -> tu
     from harness.modules.reward_model import RewardModelModule
 
     base = rss_mb()
-    _, tok = _policy()
+    tok = _tokenizer()  # no policy in memory: the reward model's peak is its own
     rm = RewardModel.from_policy_dir(model_dir())
     eos = tok.eos_token_id
     groups = [ComparisonGroup(r.prompt_ids, (_eos(r.chosen_ids, eos), _eos(r.rejected_ids, eos)), 0) for r in recs]
@@ -169,7 +175,7 @@ def _generate(recs: list[Record], steps: int, clock: StepClock) -> tuple[float, 
 
 def run(objective: str, steps: int, warmup: int, bucket: int = BUCKET) -> Result:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    _, tok = _policy()
+    tok = _tokenizer()
     recs = records(tok, n=BATCH * (steps + warmup))  # each record used once, as on the TRL side
     clock = StepClock(warmup)
     total = steps + warmup
