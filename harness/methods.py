@@ -27,7 +27,7 @@ import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from harness.cache import ArtifactCache, config_hash, stage_seed
+from harness.cache import ArtifactCache, config_hash, lend_idle_threads, stage_seed
 from harness.data.collate import pack
 from harness.data.preference import (
     ComparisonGroup,
@@ -160,11 +160,19 @@ def _loadable(path: Path) -> bool:
         return False
 
 
+class LendIdleThreads(L.Callback):
+    """Training inside a shared artifact's build (a reward model, a fine-tuned initial policy)
+    takes the threads of the jobs on this host that wait for it (cache.lend_idle_threads)."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        lend_idle_threads()
+
+
 def _fit(ctx: TrainContext, key: str, stage: str, module: L.LightningModule, *, datamodule: Any = None,
          train: Any = None, val: Any = None, **overrides: Any) -> L.Trainer:
     """Trainer.fit with a checkpoint under cache_dir/checkpoints/<key>/<stage>.ckpt that a
     rerun resumes from (`key`: the run's, or a shared artifact's). No key: no checkpoint."""
-    callbacks, ckpt_path = [], None
+    callbacks, ckpt_path = [LendIdleThreads()], None
     if key:
         path = ctx.exp.cache_dir / "checkpoints" / key / f"{stage}.ckpt"
         callbacks.append(Checkpointing(path, ctx.exp.train.checkpoint_every))
@@ -560,7 +568,7 @@ def supervised_fine_tune(policy: Any, tokenizer: Any, prompt_ids: Sequence[Seque
     train = ResumableBatches(rows, settings.batch_size, _PackCollator(tokenizer.pad_token_id), seed=seed)
     kwargs = dict(trainer_kwargs) | {"max_epochs": settings.epochs, "logger": False, "enable_checkpointing": False,
                                      "limit_val_batches": 0}
-    L.Trainer(**kwargs).fit(SFTModule(policy, lr=settings.lr), train)
+    L.Trainer(callbacks=[LendIdleThreads()], **kwargs).fit(SFTModule(policy, lr=settings.lr), train)
     return policy
 
 

@@ -8,6 +8,7 @@ import torch
 from rich.progress import Progress
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from harness.cache import lend_idle_threads
 from harness.data.collate import TokenBatch, pack
 
 
@@ -63,6 +64,7 @@ def batched_logps(
     out = [0.0] * len(order)
     task = progress.add_task(desc, total=len(order)) if progress else None
     for start in range(0, len(order), batch_size):
+        lend_idle_threads()  # inside a shared artifact's build: the cores of jobs waiting for it
         idx = order[start : start + batch_size]
         batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id).to(device)
         for i, v in zip(idx, sequence_logps(model, batch, temperature).tolist()):
@@ -98,6 +100,7 @@ def generate_responses(
     per_batch = max(1, batch_size // k)
     task = progress.add_task(desc, total=len(prompts)) if progress else None
     for start in range(0, len(order), per_batch):
+        lend_idle_threads()
         idx = order[start : start + per_batch]
         batch = pack([prompts[i] for i in idx], [[] for _ in idx], pad)
         width = batch.input_ids.shape[1] - batch.response_len
