@@ -87,11 +87,13 @@ def records(tokenizer, n: int = 512, seed: int = 0) -> list[Record]:
 
 
 def mean_tokens(recs: list[Record], which: str) -> float:
-    """Real (non-pad) tokens per item, EOS included: the FLOP count's `tokens`."""
+    """Real (non-pad) tokens per item that a side runs, EOS included: the FLOP count's `tokens`.
+    `pair`: prompt, chosen, prompt, rejected (TRL); `pair_shared_prompt`: the prompt once for
+    both responses (the harness, collate.SharedPrompts); `example`: prompt and response."""
     p = sum(len(r.prompt_ids) for r in recs) / len(recs)
     c = sum(len(r.chosen_ids) + 1 for r in recs) / len(recs)
     rj = sum(len(r.rejected_ids) + 1 for r in recs) / len(recs)
-    return {"pair": 2 * p + c + rj, "example": p + c}[which]
+    return {"pair": 2 * p + c + rj, "pair_shared_prompt": p + c + rj, "example": p + c}[which]
 
 
 def write_section(path: str | Path, name: str, text: str) -> None:

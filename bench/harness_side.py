@@ -93,7 +93,7 @@ def _offline(recs: list[Record], objective: str, steps: int, clock: StepClock, b
     data = ListDataModule(rows, [], collate, BATCH, seed=0, bucket=bucket)
     module = OfflinePreferenceModule(policy, loss, lr=LR)
     _trainer(steps, clock).fit(module, datamodule=data)
-    return base, mean_tokens(recs, "pair" if objective == "dpo" else "example")
+    return base, mean_tokens(recs, "pair_shared_prompt" if objective == "dpo" else "example")
 
 
 def _policy_only(recs: list[Record], steps: int, clock: StepClock, bucket: int, paired: bool) -> tuple[float, float]:
@@ -128,7 +128,7 @@ def _reward(recs: list[Record], steps: int, clock: StepClock, bucket: int) -> tu
     groups = [ComparisonGroup(r.prompt_ids, (_eos(r.chosen_ids, eos), _eos(r.rejected_ids, eos)), 0) for r in recs]
     data = ListDataModule(groups, [], GroupCollator(tok.pad_token_id), BATCH, seed=0, bucket=bucket)
     _trainer(steps, clock).fit(RewardModelModule(rm, best_of_k_loss, LR), datamodule=data)
-    return base, mean_tokens(recs, "pair")
+    return base, mean_tokens(recs, "pair_shared_prompt")
 
 
 def _ppo(recs: list[Record], steps: int, clock: StepClock, ppo_epochs: int) -> tuple[float, float]:

@@ -298,7 +298,7 @@ def _reference_artifact(ctx: TrainContext, stage: str, spec: dict[str, Any], pro
     def build(out: Path) -> None:
         with ctx.progress() as progress:
             flat = iter(batched_logps(prep.policy, prompts, responses, prep.tokenizer.pad_token_id,
-                                      exp.sampling.batch_size, progress=progress, desc=desc))
+                                      exp.sampling.batch_size, progress=progress, desc=desc, share_prompts=True))
         (out / f"{stage}.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
 
     path = ctx.cache.get_or_build(stage, spec, build)
@@ -421,7 +421,7 @@ def reward_model_stage(ctx: TrainContext, settings: RewardModelSettings) -> Rewa
         with torch.inference_mode():
             flat_p = [g.prompt_ids for g in groups for _ in g.responses]
             flat_r = [r for g in groups for r in g.responses]
-            raw = torch.cat([rm.raw(pack(flat_p[i : i + 32], flat_r[i : i + 32], prep.tokenizer.pad_token_id))
+            raw = torch.cat([rm.raw(pack(flat_p[i : i + 32], flat_r[i : i + 32], prep.tokenizer.pad_token_id, True))
                              for i in range(0, len(flat_p), 32)])
         rm.set_normalization(raw)
         val = groups[-n_val:]
@@ -498,7 +498,7 @@ class BestOfNPolicy:
         best = []
         with torch.inference_mode():
             for p, group in zip(eval_ids, groups):
-                scores = self.reward_model(pack([p] * len(group), group, prep.tokenizer.pad_token_id))
+                scores = self.reward_model(pack([p] * len(group), group, prep.tokenizer.pad_token_id, True))
                 best.append(group[int(scores.argmax())])
         return best
 

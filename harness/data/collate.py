@@ -4,6 +4,12 @@ Layout of every row: [pad … pad | prompt | response | pad … pad]. Prompts ar
 and responses right-padded, so all responses start at the same column and the last
 `response_len` columns hold them, exactly as `generate` lays out its output. This lets the
 model compute logits only for those columns (`logits_to_keep`).
+
+Rows that answer the same prompt (a pair's chosen and rejected response, a best-of-k group)
+can share it (`share_prompts`): the batch then records one row per distinct prompt, and the
+forward passes (rl/rollout.py, models/reward.py) run each prompt once, continuing every
+response from its prompt's keys and values. Under causal attention this is the same
+computation as running every row in full, with the prompt's FLOPs paid once per prompt.
 """
 
 from __future__ import annotations
@@ -15,13 +21,31 @@ import torch
 
 
 @dataclass
+class SharedPrompts:
+    """Which rows answer the same prompt: `rows` (P,) holds one row index per distinct prompt,
+    `index` (B,) the distinct prompt of every row."""
+
+    rows: torch.Tensor
+    index: torch.Tensor
+
+    def to(self, device: torch.device | str) -> SharedPrompts:
+        return SharedPrompts(self.rows.to(device), self.index.to(device))
+
+
+@dataclass
 class TokenBatch:
     input_ids: torch.Tensor  # (B, T)
     attention_mask: torch.Tensor  # (B, T)
     response_len: int  # responses occupy the last response_len columns
+    shared: SharedPrompts | None = None  # rows with one prompt run it once (None: every row in full)
 
     def to(self, device: torch.device | str) -> TokenBatch:
-        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.response_len)
+        shared = self.shared.to(device) if self.shared is not None else None
+        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.response_len, shared)
+
+    def select(self, rows: torch.Tensor) -> TokenBatch:
+        """These rows, each running its own prompt."""
+        return TokenBatch(self.input_ids[rows], self.attention_mask[rows], self.response_len)
 
     @property
     def response_mask(self) -> torch.Tensor:  # (B, R)
@@ -29,8 +53,10 @@ class TokenBatch:
 
 
 def pack(
-    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int
+    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int, share_prompts: bool = False
 ) -> TokenBatch:
+    """One padded batch; with `share_prompts`, rows with identical prompts are marked to share
+    them (when no prompt repeats, nothing is)."""
     if len(prompts) != len(responses):
         raise ValueError(f"pack: {len(prompts)} prompts but {len(responses)} responses")
     p_len = max(len(p) for p in prompts)
@@ -42,4 +68,10 @@ def pack(
         ids[i, start:p_len] = torch.as_tensor(list(p), dtype=torch.long)
         ids[i, p_len : p_len + len(r)] = torch.as_tensor(list(r), dtype=torch.long)
         mask[i, start : p_len + len(r)] = 1
-    return TokenBatch(ids, mask, r_len)
+    shared = None
+    if share_prompts:
+        first: dict[tuple[int, ...], int] = {}
+        index = [first.setdefault(tuple(p), len(first)) for p in prompts]
+        if len(first) < len(prompts):
+            shared = SharedPrompts(torch.tensor([index.index(j) for j in range(len(first))]), torch.tensor(index))
+    return TokenBatch(ids, mask, r_len, shared)

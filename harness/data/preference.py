@@ -30,7 +30,8 @@ class PreferencePair:
 
 @dataclass
 class PairBatch:
-    """Chosen rows first, then rejected rows, in one TokenBatch of 2B rows."""
+    """Chosen rows first, then rejected rows, in one TokenBatch of 2B rows; each prompt runs
+    once for both (collate.SharedPrompts)."""
 
     tokens: TokenBatch
     ref_logps: torch.Tensor  # (2B,) chosen then rejected
@@ -43,7 +44,7 @@ def collate_pairs(pairs: Sequence[PreferencePair], pad_id: int) -> PairBatch:
     prompts = [p.prompt_ids for p in pairs] * 2
     responses = [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs]
     ref = [p.ref_chosen_logp for p in pairs] + [p.ref_rejected_logp for p in pairs]
-    return PairBatch(pack(prompts, responses, pad_id), torch.tensor(ref, dtype=torch.float32))
+    return PairBatch(pack(prompts, responses, pad_id, share_prompts=True), torch.tensor(ref, dtype=torch.float32))
 
 
 class PairCollator:
@@ -165,4 +166,5 @@ class GroupCollator:
             raise ValueError("GroupCollator: every comparison in a batch needs the same number of responses")
         prompts = [g.prompt_ids for g in groups for _ in range(k)]
         responses = [r for g in groups for r in g.responses]
-        return GroupBatch(pack(prompts, responses, self.pad_id), torch.tensor([g.choice for g in groups]), k)
+        return GroupBatch(pack(prompts, responses, self.pad_id, share_prompts=True),
+                          torch.tensor([g.choice for g in groups]), k)

@@ -20,6 +20,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
 from harness.data.collate import TokenBatch
+from harness.rl.rollout import prefix_shared_forward, shares_prompts
 
 
 POOLINGS = ("mean", "last")
@@ -46,9 +47,16 @@ class RewardModel(nn.Module):
     def raw(self, batch: TokenBatch) -> torch.Tensor:
         """Unnormalised reward of each row: (B,)."""
         mask = batch.attention_mask
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = self.trunk(input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids,
-                            use_cache=False).last_hidden_state  # (B, T, H)
+        response_mask = batch.response_mask
+        if shares_prompts(batch) and (self.pooling == "mean" or bool(response_mask.any(-1).all())):
+            # Each shared prompt runs once; pooling reads only response positions (`last`: the
+            # last real token, a response token when no response is empty).
+            hidden = prefix_shared_forward(self.trunk, batch)[1].last_hidden_state  # (B, R, H)
+            mask = response_mask
+        else:
+            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+            hidden = self.trunk(input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids,
+                                use_cache=False).last_hidden_state  # (B, T, H)
         if self.pooling == "mean":
             weights = batch.response_mask.to(hidden.dtype).unsqueeze(-1)  # (B, R, 1)
             pooled = (hidden[:, -batch.response_len :] * weights).sum(1) / weights.sum(1).clamp(min=1.0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from rich.progress import Progress
@@ -10,6 +12,36 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.cache import lend_idle_threads
 from harness.data.collate import TokenBatch, pack
+
+
+def shares_prompts(batch: TokenBatch) -> bool:
+    return batch.shared is not None and batch.input_ids.shape[1] > batch.response_len
+
+
+def prefix_shared_forward(model: PreTrainedModel, batch: TokenBatch, prompt_kwargs: dict | None = None,
+                          response_kwargs: dict | None = None) -> tuple[Any, Any]:
+    """Each distinct prompt once, then every row's response on its prompt's keys and values.
+
+    Phase 1 runs the P distinct prompts (`batch.shared.rows`) with a KV cache; the cache is
+    gathered to the B rows (`batch.shared.index`, differentiable); phase 2 runs the B
+    responses attending to it. Attention is causal, so every response position sees exactly
+    what it sees in a full forward of its row: same outputs, and gradients reach the prompt
+    through the cache from every row that shares it. Returns both phases' model outputs.
+    """
+    assert batch.shared is not None
+    width = batch.input_ids.shape[1] - batch.response_len
+    mask = batch.attention_mask
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    rows = batch.shared.rows
+    first = model(input_ids=batch.input_ids[rows, :width], attention_mask=mask[rows, :width],
+                  position_ids=position_ids[rows, :width], use_cache=True, **(prompt_kwargs or {}))
+    # transformers ≥ 5.24 names the KV cache `cache`; earlier releases `past_key_values`.
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache = getattr(first, name)
+    cache.reorder_cache(batch.shared.index)
+    second = model(input_ids=batch.input_ids[:, width:], attention_mask=mask, position_ids=position_ids[:, width:],
+                   use_cache=True, **{name: cache}, **(response_kwargs or {}))
+    return first, second
 
 
 def forward_response(
@@ -21,19 +53,31 @@ def forward_response(
     costs no vocabulary-sized logits. Positions are counted from each row's first real
     token, as in generation with left padding. With `hidden`, also returns the final hidden
     states at the positions that predict the response tokens (B, R, H), for a value head.
+    Rows that share a prompt (`batch.shared`) run it once (`prefix_shared_forward`).
     """
-    mask = batch.attention_mask
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(
-        input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids,
-        logits_to_keep=batch.response_len + 1, use_cache=False, output_hidden_states=hidden,
-    )
-    logits = out.logits[:, :-1]  # (B, R, V)
+    R = batch.response_len
+    if shares_prompts(batch):
+        first, second = prefix_shared_forward(
+            model, batch, {"logits_to_keep": 1, "output_hidden_states": hidden},
+            {"logits_to_keep": R, "output_hidden_states": hidden})
+        index = batch.shared.index
+        # y_0 is predicted at the prompt's last position, y_t (t ≥ 1) at response position t − 1.
+        logits = torch.cat([first.logits[index], second.logits[:, :-1]], dim=1)  # (B, R, V)
+        states = (torch.cat([first.hidden_states[-1][index, -1:], second.hidden_states[-1][:, :-1]], dim=1)
+                  if hidden else None)
+    else:
+        mask = batch.attention_mask
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(
+            input_ids=batch.input_ids, attention_mask=mask, position_ids=position_ids,
+            logits_to_keep=R + 1, use_cache=False, output_hidden_states=hidden,
+        )
+        logits = out.logits[:, :-1]  # (B, R, V)
+        states = out.hidden_states[-1][:, -R - 1 : -1] if hidden else None
     if temperature != 1.0:
         logits = logits / temperature
-    targets = batch.input_ids[:, -batch.response_len :]  # (B, R)
+    targets = batch.input_ids[:, -R:]  # (B, R)
     token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    states = out.hidden_states[-1][:, -batch.response_len - 1 : -1] if hidden else None
     return token_logps * batch.response_mask, states, logits
 
 
@@ -57,16 +101,24 @@ def batched_logps(
     temperature: float = 1.0,
     progress: Progress | None = None,
     desc: str = "log-probs",
+    share_prompts: bool = False,
 ) -> list[float]:
+    """Σ log π(response | prompt) of each pair, batched by length. With `share_prompts`, the
+    responses to one prompt are batched together and the prompt runs once for them."""
     model.eval()
     device = next(model.parameters()).device
-    order = _length_order([len(p) + len(r) for p, r in zip(prompts, responses)])
+    if share_prompts:
+        first: dict[tuple[int, ...], int] = {}
+        group = [first.setdefault(tuple(p), len(first)) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), group[i], len(responses[i]), i))
+    else:
+        order = _length_order([len(p) + len(r) for p, r in zip(prompts, responses)])
     out = [0.0] * len(order)
     task = progress.add_task(desc, total=len(order)) if progress else None
     for start in range(0, len(order), batch_size):
         lend_idle_threads()  # inside a shared artifact's build: the cores of jobs waiting for it
         idx = order[start : start + batch_size]
-        batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id).to(device)
+        batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id, share_prompts).to(device)
         for i, v in zip(idx, sequence_logps(model, batch, temperature).tolist()):
             out[i] = v
         if progress:

@@ -23,6 +23,8 @@ def test_records_retokenise_to_their_ids(tokenizer):
     pair = mean_tokens(recs, "pair")
     expected = sum(2 * len(r.prompt_ids) + len(r.chosen_ids) + len(r.rejected_ids) + 2 for r in recs) / 40
     assert pair == pytest.approx(expected)
+    shared = sum(len(r.prompt_ids) + len(r.chosen_ids) + len(r.rejected_ids) + 2 for r in recs) / 40
+    assert mean_tokens(recs, "pair_shared_prompt") == pytest.approx(shared)
 
 
 def test_step_clock_times_only_steps_after_warmup(monkeypatch):
