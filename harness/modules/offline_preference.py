@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 
 from harness.data.collate import TokenBatch
 from harness.data.preference import PairBatch, UnpairedBatch
-from harness.rl.rollout import forward_response
+from harness.rl.rollout import forward_response, forward_with_detached_twin
 
 Metrics = dict[str, torch.Tensor]
 PairLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Metrics]]
@@ -62,7 +62,9 @@ class OfflinePreferenceModule(L.LightningModule):
         self._reference = (reference.eval().requires_grad_(False),) if reference is not None else ()
 
     def _logps(self, model: PreTrainedModel, tokens: TokenBatch) -> torch.Tensor:
-        token_logps = forward_response(model, tokens)[0]  # (B, R), zero on padding
+        return self._total(forward_response(model, tokens)[0], tokens)  # token log-probs (B, R), zero on padding
+
+    def _total(self, token_logps: torch.Tensor, tokens: TokenBatch) -> torch.Tensor:
         total = token_logps.sum(-1)
         if self.length_normalized:
             return total / tokens.response_mask.sum(-1).clamp(min=1)
@@ -78,9 +80,11 @@ class OfflinePreferenceModule(L.LightningModule):
 
     def _loss(self, batch: PairBatch | UnpairedBatch) -> tuple[torch.Tensor, Metrics, int]:
         if isinstance(batch, UnpairedBatch):
-            policy = self._logps(self.policy, batch.tokens)
-            with torch.no_grad():  # the reference point z0 is detached: no backward through it
-                policy_kl = self._logps(self.policy, batch.kl_tokens)
+            # The reference point z0 is detached (no backward through it); each prompt runs once
+            # for its example and its mismatched pair.
+            token_logps, kl_token_logps = forward_with_detached_twin(self.policy, batch.tokens, batch.kl_tokens)
+            policy = self._total(token_logps, batch.tokens)
+            policy_kl = self._total(kl_token_logps, batch.kl_tokens)
             ref = self._reference_logps(batch.tokens, batch.ref_logps)
             ref_kl = self._reference_logps(batch.kl_tokens, batch.ref_kl_logps)
             loss, metrics = self.loss_fn(policy, ref, batch.desirable, policy_kl, ref_kl)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -35,13 +36,72 @@ def prefix_shared_forward(model: PreTrainedModel, batch: TokenBatch, prompt_kwar
     rows = batch.shared.rows
     first = model(input_ids=batch.input_ids[rows, :width], attention_mask=mask[rows, :width],
                   position_ids=position_ids[rows, :width], use_cache=True, **(prompt_kwargs or {}))
-    # transformers ≥ 5.24 names the KV cache `cache`; earlier releases `past_key_values`.
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    name = _cache_name(model)
     cache = getattr(first, name)
     cache.reorder_cache(batch.shared.index)
     second = model(input_ids=batch.input_ids[:, width:], attention_mask=mask, position_ids=position_ids[:, width:],
                    use_cache=True, **{name: cache}, **(response_kwargs or {}))
     return first, second
+
+
+def _cache_name(model: PreTrainedModel) -> str:
+    # transformers ≥ 5.24 names the KV cache `cache`; earlier releases `past_key_values`.
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _detached_copy(cache: Any) -> Any | None:
+    """A second cache holding the same (detached) prompt keys and values, or None where the
+    cache is not the layered kind this knows how to copy."""
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(isinstance(getattr(layer, "keys", None), torch.Tensor) for layer in layers):
+        return None
+    twin = copy.copy(cache)
+    twin.layers = [copy.copy(layer) for layer in layers]
+    for layer in twin.layers:  # a layer's update rebinds keys/values: the original keeps its own
+        layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
+    return twin
+
+
+def forward_with_detached_twin(
+    model: PreTrainedModel, batch: TokenBatch, twin: TokenBatch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of `batch` (with gradient) and of `twin` (without), where `twin`
+    answers the same prompts row by row (KTO's mismatched pairs: prompt i with another
+    prompt's response). Each prompt runs once; its keys and values feed both continuations,
+    the twin's detached. Falls back to two forwards when the prompts are not laid out alike."""
+    width = batch.input_ids.shape[1] - batch.response_len
+    same = (width > 0 and twin.input_ids.shape[1] - twin.response_len == width and batch.shared is None
+            and twin.shared is None and torch.equal(batch.input_ids[:, :width], twin.input_ids[:, :width])
+            and torch.equal(batch.attention_mask[:, :width], twin.attention_mask[:, :width]))
+    first = twin_cache = None
+    if same:
+        mask = batch.attention_mask
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        first = model(input_ids=batch.input_ids[:, :width], attention_mask=mask[:, :width],
+                      position_ids=position_ids[:, :width], use_cache=True, logits_to_keep=1)
+        name = _cache_name(model)
+        cache = getattr(first, name)
+        twin_cache = _detached_copy(cache)
+    if first is None or twin_cache is None:
+        with torch.no_grad():
+            twin_logps = forward_response(model, twin)[0]
+        return forward_response(model, batch)[0], twin_logps
+    with torch.no_grad():
+        twin_mask = twin.attention_mask
+        second = model(input_ids=twin.input_ids[:, width:], attention_mask=twin_mask,
+                       position_ids=(twin_mask.cumsum(-1) - 1).clamp(min=0)[:, width:], use_cache=True,
+                       logits_to_keep=twin.response_len, **{name: twin_cache})
+        twin_logits = torch.cat([first.logits.detach(), second.logits[:, :-1]], dim=1)
+        twin_logps = _token_logps(twin_logits, twin)
+    second = model(input_ids=batch.input_ids[:, width:], attention_mask=mask, position_ids=position_ids[:, width:],
+                   use_cache=True, logits_to_keep=batch.response_len, **{name: cache})
+    return _token_logps(torch.cat([first.logits, second.logits[:, :-1]], dim=1), batch), twin_logps
+
+
+def _token_logps(logits: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+    targets = batch.input_ids[:, -batch.response_len :]  # (B, R)
+    token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return token_logps * batch.response_mask
 
 
 def forward_response(
@@ -76,9 +136,7 @@ def forward_response(
         states = out.hidden_states[-1][:, -R - 1 : -1] if hidden else None
     if temperature != 1.0:
         logits = logits / temperature
-    targets = batch.input_ids[:, -R:]  # (B, R)
-    token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    return token_logps * batch.response_mask, states, logits
+    return _token_logps(logits, batch), states, logits
 
 
 def sequence_logps(model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:

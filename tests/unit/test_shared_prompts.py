@@ -83,3 +83,33 @@ def test_training_collators_share_the_prompt_of_a_pair_and_of_a_group() -> None:
     assert batch.tokens.shared.index.tolist() == [0, 1, 0, 1]  # chosen rows, then rejected rows
     groups = [ComparisonGroup((1, 2), ((3,), (4,), (5,)), 1), ComparisonGroup((6,), ((7,), (8,), (9,)), 0)]
     assert GroupCollator(0)(groups).tokens.shared.index.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_kto_mismatched_pairs_reuse_the_example_prompt_without_gradient(tiny_dir) -> None:  # noqa: ANN001
+    from harness.rl.rollout import forward_with_detached_twin
+
+    model, _ = load_causal_lm(tiny_dir)
+    model.train()
+    prompts = PROMPTS
+    mine, theirs = [g[0] for g in GROUPS], [g[-1] for g in GROUPS[1:] + GROUPS[:1]]
+    batch, twin = pack(prompts, mine, 0), pack(prompts, theirs, 0)
+    weights = torch.arange(1.0, len(prompts) + 1)
+    model.zero_grad()
+    want = forward_response(model, batch)[0]
+    (want.sum(-1) * weights).sum().backward()
+    want_grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    with torch.no_grad():
+        want_twin = forward_response(model, twin)[0]
+    model.zero_grad()
+    got, got_twin = forward_with_detached_twin(model, batch, twin)
+    assert not got_twin.requires_grad
+    (got.sum(-1) * weights).sum().backward()
+    got_grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    torch.testing.assert_close(got.detach(), want.detach(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got_twin, want_twin, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got_grad, want_grad, atol=1e-5, rtol=1e-4)
+    # prompts laid out differently: two plain forwards, same values
+    other = pack([p + [1] for p in prompts], theirs, 0)
+    got, got_other = forward_with_detached_twin(model, batch, other)
+    with torch.no_grad():
+        torch.testing.assert_close(got_other, forward_response(model, other)[0], atol=1e-5, rtol=1e-4)
