@@ -1,7 +1,8 @@
 """PPO against a reward model with a per-token KL penalty (Ziegler et al., 2019, §2.2).
 
-One training step is one PPO iteration: roll out a batch of episodes with `generate`, score
-them with the reward model, form KL-penalised per-token rewards against the frozen
+One training step is one PPO iteration: roll out a batch of episodes with `generate` (whose
+logits and final hidden states give the old log-probs and values: no second policy pass),
+score them with the reward model, form KL-penalised per-token rewards against the frozen
 reference, estimate advantages with GAE, then run several epochs of clipped policy and value
 updates over minibatches (manual optimisation). The value head sits on the policy's trunk.
 """
@@ -24,7 +25,7 @@ from harness.losses.ppo import masked_mean, ppo_policy_loss, ppo_value_loss
 from harness.models.reward import RewardModel
 from harness.rl.advantages import gae, kl_penalized_rewards, whiten
 from harness.rl.kl_control import AdaptiveKL, FixedKL
-from harness.rl.rollout import forward_response, generate_responses
+from harness.rl.rollout import forward_response, sample_rollout
 
 log = logging.getLogger(__name__)
 GoldFn = Callable[[Sequence[int], Sequence[str]], np.ndarray]  # (prompt indices, texts) -> gold
@@ -102,16 +103,15 @@ class PPOModule(L.LightningModule):
     @torch.no_grad()
     def rollout(self, indices: Sequence[int]) -> dict:
         prompts = [self.prompt_ids[i] for i in indices]
-        responses = generate_responses(
-            self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
-            temperature=self.s.temperature, k=1, batch_size=len(prompts),
-            seed=self.seed * 1_000_003 + self.global_step,
-        )
-        responses = [r[0] for r in responses]
+        # The sampler's own logits and final states give the old log-probs and values: no
+        # second policy pass over the episodes (tests/unit/test_rollout.py checks they match one).
+        sampled = sample_rollout(self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
+                                 temperature=self.s.temperature, seed=self.seed * 1_000_003 + self.global_step)
+        responses = sampled.responses
         tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
         mask = tokens.response_mask.float()
-        self.policy.eval()
-        old_logps, old_values, _ = self._policy_forward(tokens)
+        old_logps = sampled.logps.to(self.device)
+        old_values = self.value_head(sampled.hidden.to(self.device)).squeeze(-1) * mask
         reference, reward_model = self._frozen
         ref_logps = forward_response(reference, tokens, self.s.temperature)[0]
         scores = reward_model(tokens)  # (B,) normalised

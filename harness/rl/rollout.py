@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -229,3 +230,59 @@ def generate_responses(
         if progress:
             progress.advance(task, len(idx))
     return out
+
+
+@dataclass
+class Rollout:
+    """Sampled responses with what the sampler computed on the way: the per-token log-probs
+    log π_T(y_t | x, y_<t) at the sampling temperature (N, R) and the final hidden states at
+    the positions that predict each token (N, R, H), R the longest response; both zero past
+    each response's end. The same numbers a forward pass of (prompt, response) gives
+    (forward_response with hidden=True), read from the generation's own logits and states."""
+
+    responses: list[list[int]]
+    logps: torch.Tensor
+    hidden: torch.Tensor
+
+
+def sample_rollout(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int = 0,
+) -> Rollout:
+    """One sampled response per prompt, in one batch and in order, for an RL rollout: PPO
+    takes its old log-probs and values from here instead of running the policy again."""
+    model.eval()
+    device = next(model.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    batch = pack(prompts, [[] for _ in prompts], pad)
+    width = batch.input_ids.shape[1] - batch.response_len
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=batch.input_ids[:, :width].to(device), attention_mask=batch.attention_mask[:, :width].to(device),
+            do_sample=True, temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
+            pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_logits=True,
+            output_hidden_states=True,
+        )
+        rows = out.sequences[:, width:].tolist()
+        responses = [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+        R = max(max(len(r) for r in responses), 1)
+        mask = torch.zeros(len(responses), R, device=device)
+        for i, r in enumerate(responses):
+            mask[i, : len(r)] = 1
+        # Step t's raw logits predict token t; its final hidden state (the prompt's last
+        # position at t = 0, the previous token's afterwards) is the value head's input.
+        logits = torch.stack(out.logits[:R], dim=1).float() / temperature  # (N, R, V)
+        targets = out.sequences[:, width : width + R]
+        if targets.shape[1] < R:
+            targets = torch.nn.functional.pad(targets, (0, R - targets.shape[1]), value=pad)
+        logps = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)) * mask
+        hidden = torch.cat([out.hidden_states[0][-1][:, -1:]] + [out.hidden_states[t][-1] for t in range(1, R)], dim=1)
+        hidden = hidden * mask.unsqueeze(-1)
+    # Outside inference mode: tensors that later losses may save for backward.
+    return Rollout(responses, logps.clone(), hidden.clone())

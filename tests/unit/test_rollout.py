@@ -55,3 +55,41 @@ def test_generation_is_seeded_and_stops_at_eos(tiny) -> None:  # noqa: ANN001
         for r in group:
             assert 1 <= len(r) <= 6
             assert tok.eos_token_id not in r[:-1]
+
+
+def test_rollout_log_probs_and_states_match_a_forward_pass(tiny) -> None:  # noqa: ANN001
+    from harness.rl.rollout import forward_response, sample_rollout
+
+    model, tok = tiny
+    prompts = [tok(t, add_special_tokens=False).input_ids for t in ("the film was", "a quiet year in the old", "the")]
+    ro = sample_rollout(model, tok, prompts, max_new_tokens=7, temperature=0.7, seed=3)
+    assert [len(r) for r in ro.responses] and all(1 <= len(r) <= 7 for r in ro.responses)
+    batch = pack(prompts, ro.responses, tok.pad_token_id)
+    with torch.no_grad():
+        logps, states, _ = forward_response(model.eval(), batch, temperature=0.7, hidden=True)
+    assert ro.logps.shape == logps.shape and ro.hidden.shape == states.shape
+    torch.testing.assert_close(ro.logps, logps, atol=1e-4, rtol=1e-4)
+    mask = batch.response_mask.unsqueeze(-1)
+    torch.testing.assert_close(ro.hidden, states * mask, atol=1e-4, rtol=1e-4)
+    again = sample_rollout(model, tok, prompts, max_new_tokens=7, temperature=0.7, seed=3)
+    assert again.responses == ro.responses  # seeded
+
+
+def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, tmp_path: Path) -> None:  # noqa: ANN001
+    from harness.models.reward import RewardModel
+    from harness.modules.ppo import PPOModule, PPOSettings
+    from harness.rl.kl_control import FixedKL
+
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    reference, _ = load_causal_lm(tmp_path / "m")
+    rm = RewardModel.from_policy_dir(tmp_path / "m")
+    prompts = [tok(t, add_special_tokens=False).input_ids for t in ("the film was", "a quiet year", "the old")]
+    module = PPOModule(model, reference, rm, tok, prompts, FixedKL(0.1), PPOSettings(max_new_tokens=6), seed=1)
+    torch.nn.init.normal_(module.value_head.weight)  # a value head that is not all zeros
+    ro = module.rollout([0, 1, 2])
+    with torch.no_grad():
+        logps, values, _ = module._policy_forward(ro["tokens"])
+    torch.testing.assert_close(ro["old_logps"], logps, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ro["old_values"], values, atol=1e-4, rtol=1e-4)
