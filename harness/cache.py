@@ -98,6 +98,15 @@ def _torch_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity: a Slurm or taskset share), never more
+    threads than that however many are lent."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _waiting_room(target: Path) -> Path:
     return target.with_name(f".{target.name}.waiting")
 
@@ -176,7 +185,7 @@ def lend_idle_threads(every: float = 1.0) -> int:
         except (OSError, ValueError):  # left meanwhile, or half-written: counted next time
             continue
     before = _torch_threads()
-    now_threads = _torch_threads(_Lending.own + lent)
+    now_threads = _torch_threads(max(_Lending.own, min(_Lending.own + lent, _usable_cores())))
     if now_threads != before:
         log.info("artifact %s: %d threads (%d own, %d lent by %d waiting job%s)", room.name[1:-len(".waiting")],
                  now_threads, _Lending.own, lent, waiters, "" if waiters == 1 else "s")

@@ -31,7 +31,9 @@ def _sign_in(room: Path, name: str, threads: int) -> None:
     (room / name).write_text(str(threads))
 
 
-def test_builder_takes_the_threads_of_live_waiters_on_its_host_and_gives_them_back(tmp_path: Path, one_thread) -> None:
+def test_builder_takes_the_threads_of_live_waiters_on_its_host_and_gives_them_back(tmp_path: Path, one_thread,
+                                                                                  monkeypatch) -> None:
+    monkeypatch.setattr(cache, "_usable_cores", lambda: 8)
     target = tmp_path / "samples" / "abc"
     room = tmp_path / "samples" / ".abc.waiting"
     host = socket.gethostname()
@@ -109,3 +111,22 @@ def test_a_build_inside_a_build_lends_to_the_inner_one_then_restores_the_outer(t
         sleeper.kill()
     assert seen == [2, 1, 2]
     assert torch.get_num_threads() == 1
+
+
+def test_lent_threads_never_exceed_the_cores_this_process_may_use(tmp_path: Path, one_thread, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "_usable_cores", lambda: 2)
+    host = socket.gethostname()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    seen = []
+    try:
+        # a job left at torch's default (every core) waits: lending all of them would oversubscribe
+        _sign_in(tmp_path / "s" / ".x.waiting", f"{host}-{sleeper.pid}", 8)
+
+        def build(out: Path) -> None:
+            seen.append(lend_idle_threads(every=0))
+            (out / "x").write_text("1")
+
+        build_once(tmp_path / "s" / "x", build)
+    finally:
+        sleeper.kill()
+    assert seen == [2]
