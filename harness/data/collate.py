@@ -70,8 +70,13 @@ def pack(
         mask[i, start : p_len + len(r)] = 1
     shared = None
     if share_prompts:
-        first: dict[tuple[int, ...], int] = {}
-        index = [first.setdefault(tuple(p), len(first)) for p in prompts]
-        if len(first) < len(prompts):
-            shared = SharedPrompts(torch.tensor([index.index(j) for j in range(len(first))]), torch.tensor(index))
+        distinct: dict[tuple[int, ...], int] = {}
+        rows, index = [], []
+        for i, p in enumerate(prompts):
+            j = distinct.setdefault(tuple(p), len(distinct))
+            if j == len(rows):  # first row with this prompt
+                rows.append(i)
+            index.append(j)
+        if len(rows) < len(prompts):
+            shared = SharedPrompts(torch.tensor(rows), torch.tensor(index))
     return TokenBatch(ids, mask, r_len, shared)

@@ -136,7 +136,7 @@ class PPOModule(L.LightningModule):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.global_step))
             for start in range(0, n, self.s.minibatch):
                 idx = order[start : start + self.s.minibatch].to(self.device)
-                tokens = TokenBatch(ro["tokens"].input_ids[idx], ro["tokens"].attention_mask[idx], ro["tokens"].response_len)
+                tokens = ro["tokens"].select(idx)
                 mask = ro["mask"][idx]
                 logps, values, entropy = self._policy_forward(tokens)
                 pl, pm = ppo_policy_loss(logps, ro["old_logps"][idx], ro["advantages"][idx], mask, self.s.clip_eps)
