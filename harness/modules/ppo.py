@@ -25,10 +25,14 @@ from harness.losses.ppo import masked_mean, ppo_policy_loss, ppo_value_loss
 from harness.models.reward import RewardModel
 from harness.rl.advantages import gae, kl_penalized_rewards, whiten
 from harness.rl.kl_control import AdaptiveKL, FixedKL
-from harness.rl.rollout import forward_response, sample_rollout
+from harness.rl.rollout import forward_response, generate_responses, rollout_logits_bytes, sample_rollout
 
 log = logging.getLogger(__name__)
 GoldFn = Callable[[Sequence[int], Sequence[str]], np.ndarray]  # (prompt indices, texts) -> gold
+# Old log-probs come from the rollout's own logits while generate's per-step logits of a
+# rollout take at most this many bytes; above it (large batches × vocabularies × lengths) the
+# rollout is sampled plainly and the policy runs once over it.
+ROLLOUT_LOGITS_BUDGET = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -103,15 +107,25 @@ class PPOModule(L.LightningModule):
     @torch.no_grad()
     def rollout(self, indices: Sequence[int]) -> dict:
         prompts = [self.prompt_ids[i] for i in indices]
-        # The sampler's own logits and final states give the old log-probs and values: no
-        # second policy pass over the episodes (tests/unit/test_rollout.py checks they match one).
-        sampled = sample_rollout(self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
-                                 temperature=self.s.temperature, seed=self.seed * 1_000_003 + self.global_step)
-        responses = sampled.responses
-        tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
-        mask = tokens.response_mask.float()
-        old_logps = sampled.logps.to(self.device)
-        old_values = self.value_head(sampled.hidden.to(self.device)).squeeze(-1) * mask
+        seed = self.seed * 1_000_003 + self.global_step
+        if rollout_logits_bytes(self.policy, len(prompts), self.s.max_new_tokens) <= ROLLOUT_LOGITS_BUDGET:
+            # The sampler's own logits and final states give the old log-probs and values: no
+            # second policy pass (tests/unit/test_rollout.py checks they match one).
+            sampled = sample_rollout(self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
+                                     temperature=self.s.temperature, seed=seed)
+            responses = sampled.responses
+            tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
+            mask = tokens.response_mask.float()
+            old_logps = sampled.logps.to(self.device)
+            old_values = self.value_head(sampled.hidden.to(self.device)).squeeze(-1) * mask
+        else:  # the step logits would not fit: sample plainly, then one policy pass
+            responses = [r[0] for r in generate_responses(
+                self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
+                temperature=self.s.temperature, k=1, batch_size=len(prompts), seed=seed)]
+            tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
+            mask = tokens.response_mask.float()
+            self.policy.eval()
+            old_logps, old_values, _ = self._policy_forward(tokens)
         reference, reward_model = self._frozen
         ref_logps = forward_response(reference, tokens, self.s.temperature)[0]
         scores = reward_model(tokens)  # (B,) normalised

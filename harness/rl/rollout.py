@@ -245,6 +245,12 @@ class Rollout:
     hidden: torch.Tensor
 
 
+def rollout_logits_bytes(model: PreTrainedModel, episodes: int, max_new_tokens: int) -> int:
+    """What `sample_rollout` holds of the generation's logits: one (episodes, vocab) fp32 row
+    per step, kept by `generate` until it returns."""
+    return 4 * episodes * max_new_tokens * int(model.config.get_text_config().vocab_size)
+
+
 def sample_rollout(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -275,13 +281,15 @@ def sample_rollout(
         mask = torch.zeros(len(responses), R, device=device)
         for i, r in enumerate(responses):
             mask[i, : len(r)] = 1
-        # Step t's raw logits predict token t; its final hidden state (the prompt's last
-        # position at t = 0, the previous token's afterwards) is the value head's input.
-        logits = torch.stack(out.logits[:R], dim=1).float() / temperature  # (N, R, V)
+        # Step t's raw logits predict token t (one step at a time: no (N, R, V) copy); its final
+        # hidden state (the prompt's last position at t = 0, the previous token's afterwards) is
+        # the value head's input.
         targets = out.sequences[:, width : width + R]
-        if targets.shape[1] < R:
-            targets = torch.nn.functional.pad(targets, (0, R - targets.shape[1]), value=pad)
-        logps = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)) * mask
+        logps = torch.zeros(len(responses), R, device=device)
+        for t in range(min(R, targets.shape[1])):
+            step = out.logits[t].float() / temperature  # (N, V)
+            logps[:, t] = step.gather(-1, targets[:, t : t + 1]).squeeze(-1) - step.logsumexp(-1)
+        logps = logps * mask
         hidden = torch.cat([out.hidden_states[0][-1][:, -1:]] + [out.hidden_states[t][-1] for t in range(1, R)], dim=1)
         hidden = hidden * mask.unsqueeze(-1)
     # Outside inference mode: tensors that later losses may save for backward.

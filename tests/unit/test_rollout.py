@@ -75,10 +75,15 @@ def test_rollout_log_probs_and_states_match_a_forward_pass(tiny) -> None:  # noq
     assert again.responses == ro.responses  # seeded
 
 
-def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("budget", [1 << 30, 0])  # the sampler's logits; too big for them: a policy pass
+def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, tmp_path: Path, monkeypatch,
+                                                                          budget: int) -> None:  # noqa: ANN001
     from harness.models.reward import RewardModel
+    from harness.modules import ppo
     from harness.modules.ppo import PPOModule, PPOSettings
     from harness.rl.kl_control import FixedKL
+
+    monkeypatch.setattr(ppo, "ROLLOUT_LOGITS_BUDGET", budget)
 
     model, tok = tiny
     model.save_pretrained(tmp_path / "m")
