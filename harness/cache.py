@@ -135,6 +135,10 @@ def _signed_in(target: Path) -> Iterator[None]:
         yield
     finally:
         me.unlink(missing_ok=True)
+        try:
+            room.rmdir()  # the last to leave takes the room away: nothing stays beside the artifacts
+        except OSError:  # others still wait, or it is gone already
+            pass
 
 
 @contextmanager

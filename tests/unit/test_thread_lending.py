@@ -85,7 +85,7 @@ def test_a_waiting_job_signs_in_with_its_threads_until_it_gets_the_lock(tmp_path
     holder.release()
     waiter.join(timeout=30)
     assert not waiter.is_alive()
-    assert not me.exists()  # signed out once it had the lock
+    assert not me.exists() and not room.exists()  # signed out once it had the lock, room taken away
     assert (target / "x").read_text() == "1"
 
 
