@@ -113,19 +113,17 @@ class PPOModule(L.LightningModule):
             # second policy pass (tests/unit/test_rollout.py checks they match one).
             sampled = sample_rollout(self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
                                      temperature=self.s.temperature, seed=seed)
-            responses = sampled.responses
-            tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
-            mask = tokens.response_mask.float()
+            responses, tokens = sampled.responses, sampled.tokens.to(self.device)
             old_logps = sampled.logps.to(self.device)
-            old_values = self.value_head(sampled.hidden.to(self.device)).squeeze(-1) * mask
+            old_values = self.value_head(sampled.hidden.to(self.device)).squeeze(-1) * tokens.response_mask
         else:  # the step logits would not fit: sample plainly, then one policy pass
             responses = [r[0] for r in generate_responses(
                 self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
                 temperature=self.s.temperature, k=1, batch_size=len(prompts), seed=seed)]
             tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
-            mask = tokens.response_mask.float()
             self.policy.eval()
             old_logps, old_values, _ = self._policy_forward(tokens)
+        mask = tokens.response_mask.float()
         reference, reward_model = self._frozen
         ref_logps = forward_response(reference, tokens, self.s.temperature)[0]
         scores = reward_model(tokens)  # (B,) normalised

@@ -20,6 +20,30 @@ def shares_prompts(batch: TokenBatch) -> bool:
     return batch.shared is not None and batch.input_ids.shape[1] > batch.response_len
 
 
+def _prompt_pass(model: PreTrainedModel, batch: TokenBatch, rows: torch.Tensor | None = None,
+                 **kwargs: Any) -> tuple[Any, Any, str]:
+    """The prompt columns of `rows` (all rows by default) through the model with a KV cache:
+    (output, cache, the forward's name for the cache)."""
+    width = batch.input_ids.shape[1] - batch.response_len
+    ids, mask = batch.input_ids[:, :width], batch.attention_mask[:, :width]
+    if rows is not None:
+        ids, mask = ids[rows], mask[rows]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True, **kwargs)
+    # transformers ≥ 5.24 names the KV cache `cache`; earlier releases `past_key_values`.
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return out, getattr(out, name), name
+
+
+def _response_pass(model: PreTrainedModel, batch: TokenBatch, cache: Any, name: str, **kwargs: Any) -> Any:
+    """The response columns of every row, continuing from `cache` (its prompts' keys and values)."""
+    width = batch.input_ids.shape[1] - batch.response_len
+    mask = batch.attention_mask
+    return model(input_ids=batch.input_ids[:, width:], attention_mask=mask,
+                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, width:], use_cache=True, **{name: cache},
+                 **kwargs)
+
+
 def prefix_shared_forward(model: PreTrainedModel, batch: TokenBatch, prompt_kwargs: dict | None = None,
                           response_kwargs: dict | None = None) -> tuple[Any, Any]:
     """Each distinct prompt once, then every row's response on its prompt's keys and values.
@@ -31,23 +55,9 @@ def prefix_shared_forward(model: PreTrainedModel, batch: TokenBatch, prompt_kwar
     through the cache from every row that shares it. Returns both phases' model outputs.
     """
     assert batch.shared is not None
-    width = batch.input_ids.shape[1] - batch.response_len
-    mask = batch.attention_mask
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    rows = batch.shared.rows
-    first = model(input_ids=batch.input_ids[rows, :width], attention_mask=mask[rows, :width],
-                  position_ids=position_ids[rows, :width], use_cache=True, **(prompt_kwargs or {}))
-    name = _cache_name(model)
-    cache = getattr(first, name)
+    first, cache, name = _prompt_pass(model, batch, batch.shared.rows, **(prompt_kwargs or {}))
     cache.reorder_cache(batch.shared.index)
-    second = model(input_ids=batch.input_ids[:, width:], attention_mask=mask, position_ids=position_ids[:, width:],
-                   use_cache=True, **{name: cache}, **(response_kwargs or {}))
-    return first, second
-
-
-def _cache_name(model: PreTrainedModel) -> str:
-    # transformers ≥ 5.24 names the KV cache `cache`; earlier releases `past_key_values`.
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return first, _response_pass(model, batch, cache, name, **(response_kwargs or {}))
 
 
 def _detached_copy(cache: Any) -> Any | None:
@@ -74,28 +84,19 @@ def forward_with_detached_twin(
     same = (width > 0 and twin.input_ids.shape[1] - twin.response_len == width and batch.shared is None
             and twin.shared is None and torch.equal(batch.input_ids[:, :width], twin.input_ids[:, :width])
             and torch.equal(batch.attention_mask[:, :width], twin.attention_mask[:, :width]))
-    first = twin_cache = None
-    if same:
-        mask = batch.attention_mask
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        first = model(input_ids=batch.input_ids[:, :width], attention_mask=mask[:, :width],
-                      position_ids=position_ids[:, :width], use_cache=True, logits_to_keep=1)
-        name = _cache_name(model)
-        cache = getattr(first, name)
-        twin_cache = _detached_copy(cache)
-    if first is None or twin_cache is None:
+    if not same:
         with torch.no_grad():
             twin_logps = forward_response(model, twin)[0]
         return forward_response(model, batch)[0], twin_logps
+    first, cache, name = _prompt_pass(model, batch, logits_to_keep=1)
+    twin_cache = _detached_copy(cache)
     with torch.no_grad():
-        twin_mask = twin.attention_mask
-        second = model(input_ids=twin.input_ids[:, width:], attention_mask=twin_mask,
-                       position_ids=(twin_mask.cumsum(-1) - 1).clamp(min=0)[:, width:], use_cache=True,
-                       logits_to_keep=twin.response_len, **{name: twin_cache})
-        twin_logits = torch.cat([first.logits.detach(), second.logits[:, :-1]], dim=1)
-        twin_logps = _token_logps(twin_logits, twin)
-    second = model(input_ids=batch.input_ids[:, width:], attention_mask=mask, position_ids=position_ids[:, width:],
-                   use_cache=True, logits_to_keep=batch.response_len, **{name: cache})
+        if twin_cache is None:  # a cache this cannot copy: the twin runs in full
+            twin_logps = forward_response(model, twin)[0]
+        else:
+            second = _response_pass(model, twin, twin_cache, name, logits_to_keep=twin.response_len)
+            twin_logps = _token_logps(torch.cat([first.logits.detach(), second.logits[:, :-1]], dim=1), twin)
+    second = _response_pass(model, batch, cache, name, logits_to_keep=batch.response_len)
     return _token_logps(torch.cat([first.logits, second.logits[:, :-1]], dim=1), batch), twin_logps
 
 
@@ -166,10 +167,8 @@ def batched_logps(
     responses to one prompt are batched together and the prompt runs once for them."""
     model.eval()
     device = next(model.parameters()).device
-    if share_prompts:
-        first: dict[tuple[int, ...], int] = {}
-        group = [first.setdefault(tuple(p), len(first)) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), group[i], len(responses[i]), i))
+    if share_prompts:  # one prompt's responses side by side
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), tuple(prompts[i]), len(responses[i]), i))
     else:
         order = _length_order([len(p) + len(r) for p, r in zip(prompts, responses)])
     out = [0.0] * len(order)
@@ -241,6 +240,7 @@ class Rollout:
     (forward_response with hidden=True), read from the generation's own logits and states."""
 
     responses: list[list[int]]
+    tokens: TokenBatch  # prompts and responses packed (pack), on the model's device
     logps: torch.Tensor
     hidden: torch.Tensor
 
@@ -277,20 +277,18 @@ def sample_rollout(
         )
         rows = out.sequences[:, width:].tolist()
         responses = [row[: row.index(eos) + 1] if eos in row else row for row in rows]
-        R = max(max(len(r) for r in responses), 1)
-        mask = torch.zeros(len(responses), R, device=device)
-        for i, r in enumerate(responses):
-            mask[i, : len(r)] = 1
+        tokens = pack(prompts, responses, pad).to(device)
+        R, mask = tokens.response_len, tokens.response_mask.float()
         # Step t's raw logits predict token t (one step at a time: no (N, R, V) copy); its final
         # hidden state (the prompt's last position at t = 0, the previous token's afterwards) is
         # the value head's input.
         targets = out.sequences[:, width : width + R]
         logps = torch.zeros(len(responses), R, device=device)
-        for t in range(min(R, targets.shape[1])):
+        for t in range(R):
             step = out.logits[t].float() / temperature  # (N, V)
             logps[:, t] = step.gather(-1, targets[:, t : t + 1]).squeeze(-1) - step.logsumexp(-1)
         logps = logps * mask
         hidden = torch.cat([out.hidden_states[0][-1][:, -1:]] + [out.hidden_states[t][-1] for t in range(1, R)], dim=1)
         hidden = hidden * mask.unsqueeze(-1)
     # Outside inference mode: tensors that later losses may save for backward.
-    return Rollout(responses, logps.clone(), hidden.clone())
+    return Rollout(responses, tokens, logps.clone(), hidden.clone())
