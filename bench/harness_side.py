@@ -24,7 +24,7 @@ import yaml
 from bench.common import (BATCH, BETA, LR, NEW_TOKENS, TEMPERATURE, Record, Result, StepClock, mean_tokens,
                           model_dir, peak_rss_mb, records, rss_mb)
 
-CONF = os.path.join(os.path.dirname(__file__), "..", "conf")
+CONF = os.path.join(os.path.dirname(__file__), "..", "harness", "conf")
 TRAINER_YAML = os.path.join(CONF, "trainer", "cpu.yaml")
 BUCKET = yaml.safe_load(open(os.path.join(CONF, "config.yaml")))["train"]["bucket"]  # the harness's default
 

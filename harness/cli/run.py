@@ -29,7 +29,10 @@ from harness.pipeline import (
 )
 from harness.tracking import RunTracker, flatten
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The configs ship inside the package (harness/conf), so an installed `harness` finds them;
+# users add their own groups with hydra.searchpath.
+CONFIG_MODULE = "harness.conf"
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 log = logging.getLogger("harness")
 
 
@@ -118,7 +121,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     )
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict[str, float]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Threads: torch defaults to all cores, which oversubscribes parallel sweep jobs.

@@ -21,7 +21,7 @@ from harness.labelers.descriptive import (
 from harness.tasks.base import Example
 from harness.tasks.descriptive import SCENES, DescriptiveTask, generate_prompts
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "harness" / "conf"
 VIVID = "the kitchen smelled of burnt toast and the red tiles were cold and sticky under her bare feet"
 ABSTRACT_ONE = "it was an interesting idea about the concept of freedom and the meaning of hope"
 GIBBERISH = "zxq blorf wug"

@@ -14,7 +14,7 @@ from harness.errors import InputError
 from harness.labelers.file import ComparisonRecord, FileLabeler, read_comparisons
 from harness.tasks.base import Example
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "harness" / "conf"
 GOOD = {"prompt": "The film was", "responses": [" great.", " dull."], "choice": 0}
 
 

@@ -23,7 +23,7 @@ from harness.labelers.summary import (
 )
 from harness.tasks.base import Example
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = str(Path(__file__).resolve().parents[2] / "harness" / "conf")
 
 PREAMBLE = "Hi everyone, long time lurker, first time poster. Sorry for the formatting, I'm on mobile."
 POST = PREAMBLE + (
