@@ -60,7 +60,7 @@ def _eos(ids: tuple[int, ...], eos: int) -> tuple[int, ...]:
 
 
 def _reference(policy, tok, prompts, responses) -> list[float]:
-    from harness.rl.rollout import batched_logps
+    from harness.models.forward import batched_logps
 
     return batched_logps(policy, prompts, responses, tok.pad_token_id, batch_size=32)
 
@@ -99,7 +99,7 @@ def _offline(recs: list[Record], objective: str, steps: int, clock: StepClock, b
 def _policy_only(recs: list[Record], steps: int, clock: StepClock, bucket: int, paired: bool) -> tuple[float, float]:
     """The memory baseline: the policy trained alone (SFT) on the sequences the objective trains
     on with gradient: 2·BATCH per step for DPO (`paired`), BATCH for KTO."""
-    from harness.methods import _PackCollator
+    from harness.training import PackCollator
     from harness.modules.sft import SFTModule
 
     base = rss_mb()
@@ -109,7 +109,7 @@ def _policy_only(recs: list[Record], steps: int, clock: StepClock, bucket: int, 
     rows = [(r.prompt_ids, _eos(ids, eos)) for r in recs for ids in responses(r)]
     from harness.data.resumable import ResumableBatches
 
-    train = ResumableBatches(rows, (2 if paired else 1) * BATCH, _PackCollator(tok.pad_token_id), seed=0,
+    train = ResumableBatches(rows, (2 if paired else 1) * BATCH, PackCollator(tok.pad_token_id), seed=0,
                              lengths=[(len(p), len(r)) for p, r in rows], bucket=bucket)
     _trainer(steps, clock).fit(SFTModule(policy, lr=LR), train)
     return base, mean_tokens(recs, "pair" if paired else "example")
@@ -134,7 +134,8 @@ def _reward(recs: list[Record], steps: int, clock: StepClock, bucket: int) -> tu
 def _ppo(recs: list[Record], steps: int, clock: StepClock, ppo_epochs: int) -> tuple[float, float]:
     from harness.data.resumable import ResumableBatches
     from harness.models.reward import RewardModel
-    from harness.modules.ppo import PPOModule, PPOSettings
+    from harness.experiment import PPOSettings
+    from harness.modules.ppo import PPOModule
     from harness.rl.kl_control import AdaptiveKL
 
     base = rss_mb()
@@ -145,10 +146,12 @@ def _ppo(recs: list[Record], steps: int, clock: StepClock, ppo_epochs: int) -> t
     # Every episode NEW_TOKENS long, as on the TRL side (min_new_tokens through the generation config).
     policy.generation_config.min_new_tokens = NEW_TOKENS
     # One optimiser step of BATCH episodes per epoch, as TRL's RLOO/GRPO take per generation batch.
-    settings = PPOSettings(rollout_batch=BATCH, minibatch=BATCH, ppo_epochs=ppo_epochs, temperature=TEMPERATURE,
-                           max_new_tokens=NEW_TOKENS, lr=LR)
+    # conf/loss/ppo.yaml's settings, but for the batch shape, temperature, length and lr.
+    settings = PPOSettings(rollout_batch=BATCH, minibatch=BATCH, ppo_epochs=ppo_epochs, clip_eps=0.2, vf_clip_eps=0.2,
+                           vf_coef=0.5, gamma=1.0, lam=0.95, temperature=TEMPERATURE, max_new_tokens=NEW_TOKENS, lr=LR,
+                           whiten_advantages=True)
     prompts = [r.prompt_ids for r in recs]
-    module = PPOModule(policy, reference, rm, tok, prompts, AdaptiveKL(BETA, 6.0, 10_000), settings)
+    module = PPOModule(policy, reference, rm, tok, prompts, AdaptiveKL(BETA, 6.0, 10_000), settings, max_grad_norm=1.0)
     loader = ResumableBatches(range(len(prompts)), BATCH, torch.tensor, seed=0, num_samples=BATCH * steps)
     # Manual optimisation counts optimiser steps, not iterations: the loader's length ends the run.
     _trainer(steps, clock, gradient_clip_val=None, max_steps=-1, max_epochs=1).fit(module, loader)
@@ -157,7 +160,7 @@ def _ppo(recs: list[Record], steps: int, clock: StepClock, ppo_epochs: int) -> t
 
 
 def _generate(recs: list[Record], steps: int, clock: StepClock) -> tuple[float, float, int]:
-    from harness.rl.rollout import generate_responses
+    from harness.models.sampling import generate_responses
 
     base = rss_mb()
     policy, tok = _policy()

@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -18,15 +19,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.cache import config_hash
 from harness.errors import InputError
-from harness.pipeline import (
+from harness.experiment import (
     EvalSettings,
     Experiment,
     InitSettings,
     LabelSettings,
+    Method,
     SamplingSettings,
     TrainSettings,
-    run_experiment,
 )
+from harness.pipeline import run_experiment
 from harness.tracking import RunTracker, flatten
 
 # The configs ship inside the package (harness/conf), so an installed `harness` finds them;
@@ -80,14 +82,33 @@ def _instantiate(node: DictConfig) -> object:
         raise
 
 
+def _given(key: str) -> bool:
+    """Whether the command line names `key` (the job's own overrides, sweep points included)."""
+    if not HydraConfig.initialized():
+        return False
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
+
+
+def refuse_ignored(cfg: DictConfig, method: Method, given: Callable[[str], bool] = _given) -> None:
+    """A setting given for this job that it would not read is refused, not silently dropped.
+    (Presets such as experiment=smoke set train.* for whichever objective runs with them.)"""
+    ignored = [(key, f"loss={cfg.loss.name} does not read it") for key in method.ignores]
+    if cfg.init.policy == "base":
+        ignored += [(key, "init.policy=base does not fine-tune (init.policy=sft does)") for key in InitSettings.SFT_ONLY]
+    for key, why in ignored:
+        if given(key):
+            raise InputError(f"{key}={OmegaConf.select(cfg, key)}: {why}; remove it")
+
+
 def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     """Turn a composed config into typed objects; every `_target_` is instantiated here."""
-    if cfg.loss.beta is None or cfg.loss.beta <= 0:
+    if "beta" in cfg.loss and not (cfg.loss.beta is not None and cfg.loss.beta > 0):
         raise InputError(f"loss.beta must be > 0, got {cfg.loss.beta}")
     task = _instantiate(cfg.task)
     labeler = _instantiate(cfg.labeler)
     model_source = _instantiate(cfg.model.source)
     method = _instantiate(cfg.loss.method)
+    refuse_ignored(cfg, method)
     judge = _instantiate(cfg.judge) if cfg.get("judge") else None
     tags = {
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
@@ -96,7 +117,8 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     if cfg.get("experiment_name"):
         tags["experiment"] = str(cfg.experiment_name)
     tags |= _sweep_tags(cfg)
-    run_name = cfg.logger.run_name or f"{cfg.task.name}-{cfg.loss.name}-{cfg.model.name}-n{cfg.labels.n}-b{cfg.loss.beta}"
+    beta = f"-b{cfg.loss.beta}" if "beta" in cfg.loss else ""
+    run_name = cfg.logger.run_name or f"{cfg.task.name}-{cfg.loss.name}-{cfg.model.name}-n{cfg.labels.n}{beta}"
     tracker = RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri)
     return Experiment(
         task=task, model_source=model_source, labeler=labeler, method=method,

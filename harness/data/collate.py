@@ -7,7 +7,7 @@ model compute logits only for those columns (`logits_to_keep`).
 
 Rows that answer the same prompt (a pair's chosen and rejected response, a best-of-k group)
 can share it (`share_prompts`): the batch then records one row per distinct prompt, and the
-forward passes (rl/rollout.py, models/reward.py) run each prompt once, continuing every
+forward passes (models/forward.py, models/reward.py) run each prompt once, continuing every
 response from its prompt's keys and values. Under causal attention this is the same
 computation as running every row in full, with the prompt's FLOPs paid once per prompt.
 """

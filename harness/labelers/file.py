@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 from harness.errors import InputError
+from harness.labelers.base import Labeler
 from harness.tasks.base import Example
 
 REQUIRED = {
@@ -199,7 +200,7 @@ def read_comparisons(path: Path) -> list[ComparisonRecord]:
 
 
 @dataclass
-class FileLabeler:
+class FileLabeler(Labeler):
     """Human comparisons from the JSONL file at `path` (see the module docstring for the format)."""
 
     path: str

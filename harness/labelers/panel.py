@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import InputError
+from harness.labelers.base import Labeler
 from harness.tasks.base import Example
 
 Scorer = Callable[[Sequence[Example], Sequence[str]], np.ndarray]
@@ -65,7 +66,7 @@ class PanelLabels:
 
 
 @dataclass
-class Panel:
+class Panel(Labeler):
     name: str
     version: str
     annotators: Sequence[Annotator]

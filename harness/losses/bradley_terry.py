@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 Metrics = dict[str, torch.Tensor]
+# A group loss: (B, k) rewards and (B,) chosen indices -> (loss, metrics).
+GroupLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, Metrics]]
 
 
 def pairwise_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
     """Bradley–Terry loss on rewards of shape (B,): L = −log σ(r_w − r_l)."""
     margin = chosen_rewards - rejected_rewards  # (B,)
     loss = -F.logsigmoid(margin).mean()
-    return loss, {"accuracy": (margin.detach() > 0).float().mean(), "reward_margin": margin.detach().mean()}
+    return loss, {"rewards/accuracy": (margin.detach() > 0).float().mean(), "rewards/margin": margin.detach().mean()}
 
 
 def best_of_k_loss(rewards: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
@@ -27,8 +31,8 @@ def best_of_k_loss(rewards: torch.Tensor, choice: torch.Tensor) -> tuple[torch.T
     best = detached.gather(1, choice[:, None]).squeeze(1)  # (B,)
     others = (detached.sum(1) - best) / (rewards.shape[1] - 1)
     return loss, {
-        "accuracy": (detached.argmax(1) == choice).float().mean(),
-        "reward_margin": (best - others).mean(),
+        "rewards/accuracy": (detached.argmax(1) == choice).float().mean(),
+        "rewards/margin": (best - others).mean(),
     }
 
 
@@ -45,6 +49,6 @@ def best_vs_rest_pairwise_loss(rewards: torch.Tensor, choice: torch.Tensor) -> t
     loss = -F.logsigmoid(margins).mean()
     detached = rewards.detach()
     return loss, {
-        "accuracy": (detached.argmax(1) == choice).float().mean(),
-        "reward_margin": margins.detach().mean(),
+        "rewards/accuracy": (detached.argmax(1) == choice).float().mean(),
+        "rewards/margin": margins.detach().mean(),
     }

@@ -20,7 +20,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
 from harness.data.collate import TokenBatch
-from harness.rl.rollout import prefix_shared_forward, shares_prompts
+from harness.models.forward import prefix_shared_forward, shares_prompts
 
 
 POOLINGS = ("mean", "last")

@@ -22,15 +22,13 @@ from transformers import PreTrainedModel
 
 from harness.data.collate import TokenBatch
 from harness.data.preference import PairBatch, UnpairedBatch
-from harness.rl.rollout import forward_response, forward_with_detached_twin
+from harness.models.forward import forward_response, forward_with_detached_twin
+from harness.modules.optim import adamw_with_warmup
 
 Metrics = dict[str, torch.Tensor]
 PairLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Metrics]]
 UnpairedLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
                         tuple[torch.Tensor, Metrics]]
-
-# The walking skeleton's public names for two of the loss metrics, logged alongside.
-ALIASES = {"rewards/margin": "reward_margin", "rewards/accuracy": "accuracy"}
 
 
 class OfflinePreferenceModule(L.LightningModule):
@@ -102,8 +100,6 @@ class OfflinePreferenceModule(L.LightningModule):
         self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
         for name, value in metrics.items():
             self.log(f"{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
-            if name in ALIASES:
-                self.log(f"{split}/{ALIASES[name]}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
         return loss
 
     def on_fit_start(self) -> None:
@@ -119,7 +115,4 @@ class OfflinePreferenceModule(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union type
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        warmup = max(self.warmup_steps, 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_with_warmup(params, self.lr, self.weight_decay, self.warmup_steps)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -21,35 +20,20 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.data.collate import TokenBatch, pack
+from harness.experiment import PPOSettings
 from harness.losses.ppo import masked_mean, ppo_policy_loss, ppo_value_loss
 from harness.models.reward import RewardModel
 from harness.rl.advantages import gae, kl_penalized_rewards, whiten
 from harness.rl.kl_control import AdaptiveKL, FixedKL
-from harness.rl.rollout import forward_response, generate_responses, rollout_logits_bytes, sample_rollout
+from harness.models.forward import forward_response
+from harness.models.sampling import generate_responses, rollout_logits_bytes, sample_rollout
 
 log = logging.getLogger(__name__)
-GoldFn = Callable[[Sequence[int], Sequence[str]], np.ndarray]  # (prompt indices, texts) -> gold
+GoldFn = Callable[[Sequence[int], Sequence[str]], np.ndarray | None]  # (prompt indices, texts) -> gold
 # Old log-probs come from the rollout's own logits while generate's per-step logits of a
 # rollout take at most this many bytes; above it (large batches × vocabularies × lengths) the
 # rollout is sampled plainly and the policy runs once over it.
 ROLLOUT_LOGITS_BUDGET = 1 << 30
-
-
-@dataclass(frozen=True)
-class PPOSettings:
-    rollout_batch: int = 16  # episodes per PPO iteration
-    minibatch: int = 8
-    ppo_epochs: int = 4
-    clip_eps: float = 0.2
-    vf_clip_eps: float = 0.2
-    vf_coef: float = 0.5
-    gamma: float = 1.0
-    lam: float = 0.95
-    temperature: float = 0.7
-    max_new_tokens: int = 24
-    lr: float = 1.0e-5
-    max_grad_norm: float = 1.0
-    whiten_advantages: bool = True
 
 
 class PPOModule(L.LightningModule):
@@ -62,6 +46,7 @@ class PPOModule(L.LightningModule):
         prompt_ids: Sequence[Sequence[int]],
         kl_controller: FixedKL | AdaptiveKL,
         settings: PPOSettings,
+        max_grad_norm: float | None = None,
         gold_fn: GoldFn | None = None,
         seed: int = 0,
     ) -> None:
@@ -77,6 +62,7 @@ class PPOModule(L.LightningModule):
         self.prompt_ids = [list(p) for p in prompt_ids]
         self.kl = kl_controller
         self.s = settings
+        self.max_grad_norm = max_grad_norm  # None: no clipping
         self.gold_fn = gold_fn
         self.seed = seed
         self._negative_kl_streak = 0
@@ -158,7 +144,8 @@ class PPOModule(L.LightningModule):
                     raise FloatingPointError(f"PPO loss is {loss.item()} at step {self.global_step}")
                 opt.zero_grad()
                 self.manual_backward(loss)
-                self.clip_gradients(opt, gradient_clip_val=self.s.max_grad_norm, gradient_clip_algorithm="norm")
+                if self.max_grad_norm:
+                    self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
                 opt.step()
                 for key, value in (("policy_loss", pl), ("value_loss", vl), ("clipfrac", pm["clipfrac"]),
                                    ("approx_kl", pm["approx_kl"]), ("entropy", masked_mean(entropy.detach(), mask))):
@@ -176,8 +163,9 @@ class PPOModule(L.LightningModule):
         metrics = {f"train/{k}": float(np.mean(v)) for k, v in stats.items()}
         metrics |= {"train/reward": score, "train/kl": kl, "train/beta": self.kl.beta,
                     "train/length": float(ro["mask"].sum(1).mean())}
-        if self.gold_fn is not None:
-            metrics["train/gold_reward"] = float(np.mean(self.gold_fn(ro["indices"], ro["texts"])))
+        gold = self.gold_fn(ro["indices"], ro["texts"]) if self.gold_fn is not None else None
+        if gold is not None:
+            metrics["train/gold_reward"] = float(np.mean(gold))
         self.kl.update(kl, n_steps=n)
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=n)
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import lightning as L
 import torch
 
 from harness.data.preference import GroupBatch
+from harness.losses.bradley_terry import GroupLoss
 from harness.models.reward import RewardModel
-
-GroupLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 class RewardModelModule(L.LightningModule):
-    """Fits r(x, y) with a loss on (B, k) rewards and chosen indices; curves under `rm_fit/`."""
+    """Fits r(x, y) with a loss on (B, k) rewards and chosen indices; curves under `rm_train/`
+    and `rm_val/` (the reward model's own train and validation comparisons)."""
 
     def __init__(self, reward_model: RewardModel, loss_fn: GroupLoss, lr: float, weight_decay: float = 0.0,
                  head_lr: float | None = None) -> None:
@@ -31,11 +29,11 @@ class RewardModelModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"reward model {split} loss is {loss.item()} at step {self.global_step}")
         n, on_step = rewards.shape[0], split == "train"
-        # Training curves under rm_fit/: only the run that trains the model has them, while the
-        # stage's rm/* summary is stored with the artifact and logged by every run that uses it.
-        self.log(f"rm_fit/{split}_loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        # Curves: only the run that trains the model has them; the stage's summary under the
+        # same keys is stored with the artifact and logged by every run that uses it.
+        self.log(f"rm_{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
         for name, value in metrics.items():
-            self.log(f"rm_fit/{split}_{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
+            self.log(f"rm_{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
         return loss
 
     def training_step(self, batch: GroupBatch, batch_idx: int) -> torch.Tensor:

@@ -8,15 +8,17 @@ from transformers import PreTrainedModel
 
 from harness.data.collate import TokenBatch
 from harness.losses.sft import nll_loss
-from harness.rl.rollout import forward_response
+from harness.models.forward import forward_response
+from harness.modules.optim import adamw_with_warmup
 
 
 class SFTModule(L.LightningModule):
-    def __init__(self, policy: PreTrainedModel, lr: float, weight_decay: float = 0.0) -> None:
+    def __init__(self, policy: PreTrainedModel, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0) -> None:
         super().__init__()
         self.policy = policy
         self.lr = lr
         self.weight_decay = weight_decay
+        self.warmup_steps = warmup_steps
 
     def on_fit_start(self) -> None:
         self.policy.train()
@@ -39,6 +41,6 @@ class SFTModule(L.LightningModule):
     def validation_step(self, batch: TokenBatch, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union type
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return adamw_with_warmup(params, self.lr, self.weight_decay, self.warmup_steps)

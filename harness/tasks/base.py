@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from harness.errors import InputError
 
@@ -28,9 +28,16 @@ class Example:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
-class Task(Protocol):
+class Task:
+    """A task gives prompts (and references where it has them) and, optionally, baseline
+    outputs that evaluation scores like a policy's (`baselines`)."""
+
     name: str
     max_new_tokens: int
+
+    def baselines(self, examples: Sequence[Example]) -> dict[str, list[str]]:
+        """Named baseline outputs for `examples` (e.g. lead-3, the reference); none by default."""
+        return {}
 
     def examples(self, split: str) -> list[Example]:
         """The prompts of `split` ('train' or 'eval'), in a fixed order."""

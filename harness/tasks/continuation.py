@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import InputError
-from harness.tasks.base import Example, check_split, load_records
+from harness.tasks.base import Example, Task, check_split, load_records
 
 
 @dataclass
-class ContinuationTask:
+class ContinuationTask(Task):
     """Prompts to continue, from an embedded generator or a real dataset.
 
     `source='embedded'` uses `generate(n, seed)` (subclasses define it; it returns prompts or

@@ -32,7 +32,7 @@ from string import Formatter
 from typing import Any, NamedTuple, TypeVar
 
 from harness.errors import InputError
-from harness.tasks.base import Example, check_split, load_records
+from harness.tasks.base import Example, Task, check_split, load_records
 from harness.text import STOPWORDS, lead_k, split_sentences, words
 
 
@@ -298,7 +298,7 @@ def _corpus(generator: GeneratorFn, n: int, seed: int) -> tuple[Document, ...]:
 
 
 @dataclass
-class SummarizationTask:
+class SummarizationTask(Task):
     """Summarise `source` texts; references are the human (or generated) summaries.
 
     `source='embedded'` draws `n_train + n_eval` documents from `generator` (called as

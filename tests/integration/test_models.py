@@ -16,7 +16,7 @@ from harness.losses.dpo import dpo_loss
 from harness.models.loading import load_causal_lm
 from harness.models.sources import GGUFPackage, Pretrained, TinyRandom
 from harness.modules.offline_preference import OfflinePreferenceModule
-from harness.rl.rollout import batched_logps
+from harness.models.forward import batched_logps
 from harness.tasks.sentiment import generate_prompts
 
 CORPUS = ["the food was great", "the room was small and loud", "we loved the quiet beach"] * 10

@@ -15,14 +15,14 @@ import torch
 from harness.data.preference import PairCollator, PreferencePair, UnpairedCollator, UnpairedExample
 from harness.losses.dpo import dpo_loss
 from harness.losses.kto import kto_loss
-from harness.methods import _desirable_prompts, _kl_partners, build_pairs, build_unpaired
+from harness.data.pairs import build_pairs, build_unpaired, desirable_prompts, kl_partners
 from harness.models.loading import load_causal_lm
 from harness.models.sources import TinyRandom
 from harness.modules.offline_preference import OfflinePreferenceModule
-from harness.rl.rollout import batched_logps
+from harness.models.forward import batched_logps
 
 OBJECTIVES = {
-    "dpo": ["train/rewards/margin", "train/reward_margin", "train/accuracy"],
+    "dpo": ["train/rewards/margin", "train/rewards/accuracy"],
     "ipo": ["train/rewards/margin", "train/rewards/accuracy"],
     "kto": ["train/rewards/chosen", "train/rewards/rejected", "train/kl/z0", "labels/desirable", "labels/undesirable"],
     "simpo": ["train/rewards/margin"],
@@ -68,7 +68,7 @@ def test_pairs_and_unpaired_examples_from_best_of_k() -> None:
         (0, (10,), (11,)), (0, (10,), (12,)), (1, (20,), (21,)), (2, (32,), (30,)), (2, (32,), (31,))]  # [20] vs [20] skipped
     assert [i for i, _ in build_pairs(prompts, responses, choices, ref, keep={1})] == [1]
 
-    partners = _kl_partners(3, seed=0)
+    partners = kl_partners(3, seed=0)
     assert sorted(partners) == [0, 1, 2] and all(p != i for i, p in enumerate(partners))
     rows = build_unpaired(prompts, responses, choices, ref, partners, ref, keep={0, 1, 2})
     desirable = [(i, e.response_ids) for i, e in rows if e.desirable]
@@ -81,10 +81,10 @@ def test_pairs_and_unpaired_examples_from_best_of_k() -> None:
 
 
 def test_desirable_fraction_keeps_a_seeded_share() -> None:
-    kept = _desirable_prompts(1000, 0.1, seed=3)
-    assert len(kept) == 100 and kept == _desirable_prompts(1000, 0.1, seed=3)
-    assert kept != _desirable_prompts(1000, 0.1, seed=4)
-    assert _desirable_prompts(5, 1.0, seed=0) == set(range(5))
+    kept = desirable_prompts(1000, 0.1, seed=3)
+    assert len(kept) == 100 and kept == desirable_prompts(1000, 0.1, seed=3)
+    assert kept != desirable_prompts(1000, 0.1, seed=4)
+    assert desirable_prompts(5, 1.0, seed=0) == set(range(5))
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def _metrics(rng: np.random.Generator, task: str, loss: str) -> dict[str, float]
         _ci(m, "eval/winrate_vs_lead3", float(rng.uniform(0.2, 0.7)), 0.06)
     if loss in ("ppo", "best_of_n"):
         _ci(m, "eval/proxy_reward", float(rng.uniform(0.5, 2.0)), 0.1)
-        m |= {"rm/val_accuracy": float(rng.uniform(0.6, 0.8)), "rm/gold_accuracy": float(rng.uniform(0.6, 0.8))}
+        m |= {"rm_val/rewards/accuracy": float(rng.uniform(0.6, 0.8)), "rm_val/gold_accuracy": float(rng.uniform(0.6, 0.8))}
     return m
 
 
@@ -122,7 +122,7 @@ def report(args: list[str], env_uri: str | None, cwd: Path) -> subprocess.Comple
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     if env_uri:
         env["MLFLOW_TRACKING_URI"] = env_uri
-    return subprocess.run([sys.executable, "-m", "harness.report", *args], env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "harness.cli.report", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -13,7 +13,7 @@ import pytest
 REQUIRED = [
     "eval/gold_reward", "eval/gold_reward_ci95_low", "eval/gold_reward_ci95_high",
     "eval/winrate_vs_init", "eval/winrate_vs_init_ci95_low", "eval/winrate_vs_init_ci95_high",
-    "eval/kl", "eval/length", "train/loss", "train/reward_margin", "train/accuracy",
+    "eval/kl", "eval/length", "train/loss", "train/rewards/margin", "train/rewards/accuracy",
 ]
 
 

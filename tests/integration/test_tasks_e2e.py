@@ -89,7 +89,7 @@ def test_bad_comparisons_file_is_one_line_naming_the_line(harness_env: dict[str,
 
 PPO_METRICS = ["train/reward", "train/kl", "train/beta", "train/entropy", "train/policy_loss", "train/value_loss",
                "train/clipfrac", "train/approx_kl", "train/gold_reward"]
-RM_METRICS = ["rm/train_loss", "rm/val_accuracy", "rm/gold_accuracy", "eval/proxy_reward", "eval/proxy_reward_ci95_low"]
+RM_METRICS = ["rm_train/loss", "rm_val/rewards/accuracy", "rm_val/gold_accuracy", "eval/proxy_reward", "eval/proxy_reward_ci95_low"]
 
 
 @pytest.mark.parametrize("loss,extra,expected", [
@@ -133,7 +133,7 @@ def test_reward_model_stage_alone_is_shared_with_best_of_n(harness_env: dict[str
     proc = run([*settings, "loss=reward_model", f"hydra.run.dir={workdir / 'rm-alone'}"], env, workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     alone = finished_run(env, "e2e-rm-alone")
-    assert {"rm/train_loss", "rm/val_accuracy", "rm/gold_accuracy"} <= set(alone.data.metrics)
+    assert {"rm_train/loss", "rm_val/rewards/accuracy", "rm_val/gold_accuracy"} <= set(alone.data.metrics)
     # The initial policy is what it evaluates: no KL, every comparison with itself a tie.
     assert alone.data.metrics["eval/kl"] == 0 and alone.data.metrics["eval/winrate_vs_init"] == 0.5
     artifact = Path(env["PREFHARNESS_CACHE"]) / "artifacts" / "reward_model" / alone.data.tags["artifact.reward_model"]
@@ -145,7 +145,7 @@ def test_reward_model_stage_alone_is_shared_with_best_of_n(harness_env: dict[str
     bon = finished_run(env, "e2e-rm-then-bon")
     assert bon.data.tags["artifact.reward_model"] == alone.data.tags["artifact.reward_model"]
     assert (artifact / "head.safetensors").stat().st_mtime_ns == built  # loaded, not trained again
-    assert bon.data.metrics["rm/val_accuracy"] == pytest.approx(alone.data.metrics["rm/val_accuracy"], rel=1e-6)
+    assert bon.data.metrics["rm_val/rewards/accuracy"] == pytest.approx(alone.data.metrics["rm_val/rewards/accuracy"], rel=1e-6)
 
     # Other labels (one annotator far more careless) on the same samples: another reward model.
     env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "e2e-rm-other-labels"}

@@ -173,7 +173,7 @@ def test_report_selection_matching_no_runs(tmp_path: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{db}")
     client.create_run(client.create_experiment("somewhere"))
     out = tmp_path / "reports"
-    proc = subprocess.run([sys.executable, "-m", "harness.report", "--tracking-uri", f"sqlite:///{db}",
+    proc = subprocess.run([sys.executable, "-m", "harness.cli.report", "--tracking-uri", f"sqlite:///{db}",
                            "--experiment", "somewhere", "--tag", "sweep.name=nothing-like-this", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2

@@ -46,5 +46,5 @@ def test_kill_resumes_to_the_uninterrupted_result(phase: str, harness_env: dict[
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     (uninterrupted,) = runs(fresh_env, f"kill-{phase}-fresh")
     for key, value in uninterrupted.data.metrics.items():
-        if key.startswith(("eval/", "rm/")):
+        if key.startswith(("eval/", "rm_val/")):
             assert resumed.data.metrics[key] == pytest.approx(value, abs=1e-5), key

@@ -75,7 +75,7 @@ def test_runs_through_a_tracking_server_that_restarts(harness_env: dict[str, str
         steps = {m.step for m in client.get_metric_history(run.info.run_id, "train/loss")}
         assert steps == set(range(max(steps) + 1)) and max(steps) >= 100  # no step lost
 
-        report = subprocess.run([sys.executable, "-m", "harness.report", "--tracking-uri", uri, "--experiment", "served",
+        report = subprocess.run([sys.executable, "-m", "harness.cli.report", "--tracking-uri", uri, "--experiment", "served",
                                  "--out", str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
         assert report.returncode == 0, report.stderr[-2000:]
         assert run.info.run_id[:8] in (tmp_path / "report" / "human_eval.md").read_text()

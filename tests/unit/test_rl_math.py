@@ -19,13 +19,13 @@ def test_pairwise_bradley_terry() -> None:
     loss, m = pairwise_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))
     # mean of −log σ(1) and −log σ(−1) = mean(log(1+e^−1), log(1+e^1))
     assert loss.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(1))) / 2)
-    assert m["accuracy"].item() == 0.5
+    assert m["rewards/accuracy"].item() == 0.5
 
 
 def test_best_of_k_softmax_hand_worked_and_k2_equals_pairwise() -> None:
     loss, m = best_of_k_loss(torch.tensor([[2.0, 0.0, 0.0, 0.0]]), torch.tensor([0]))
     assert loss.item() == pytest.approx(math.log1p(3 * math.exp(-2)))  # −log(e²/(e²+3)) = 0.34075
-    assert m["accuracy"].item() == 1.0 and m["reward_margin"].item() == pytest.approx(2.0)
+    assert m["rewards/accuracy"].item() == 1.0 and m["rewards/margin"].item() == pytest.approx(2.0)
     r = torch.tensor([[0.3, -0.4], [1.0, 2.5]])
     k2, _ = best_of_k_loss(r, torch.tensor([0, 1]))
     pw, _ = pairwise_loss(torch.tensor([0.3, 2.5]), torch.tensor([-0.4, 1.0]))
@@ -118,7 +118,7 @@ def test_best_vs_rest_pairwise() -> None:
     # best reward 1 against 0 and −1: mean(log(1+e^−1), log(1+e^−2))
     loss, m = best_vs_rest_pairwise_loss(torch.tensor([[0.0, 1.0, -1.0]]), torch.tensor([1]))
     assert loss.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(-2))) / 2)
-    assert m["reward_margin"].item() == pytest.approx(1.5)
+    assert m["rewards/margin"].item() == pytest.approx(1.5)
     r = torch.tensor([[0.3, -0.4], [1.0, 2.5]])
     k2, _ = best_vs_rest_pairwise_loss(r, torch.tensor([0, 1]))
     pw, _ = pairwise_loss(torch.tensor([0.3, 2.5]), torch.tensor([-0.4, 1.0]))

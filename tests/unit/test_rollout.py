@@ -8,7 +8,8 @@ import torch
 from harness.data.collate import pack
 from harness.models.loading import load_causal_lm
 from harness.models.sources import TinyRandom
-from harness.rl.rollout import batched_logps, generate_responses, sequence_logps
+from harness.models.forward import batched_logps, sequence_logps
+from harness.models.sampling import generate_responses
 
 CORPUS = ["the film was good and the food was bad"] * 20 + ["a quiet year in the old town"] * 20
 
@@ -58,7 +59,8 @@ def test_generation_is_seeded_and_stops_at_eos(tiny) -> None:  # noqa: ANN001
 
 
 def test_rollout_log_probs_and_states_match_a_forward_pass(tiny) -> None:  # noqa: ANN001
-    from harness.rl.rollout import forward_response, sample_rollout
+    from harness.models.forward import forward_response
+    from harness.models.sampling import sample_rollout
 
     model, tok = tiny
     prompts = [tok(t, add_special_tokens=False).input_ids for t in ("the film was", "a quiet year in the old", "the")]
@@ -80,7 +82,8 @@ def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, 
                                                                           budget: int) -> None:  # noqa: ANN001
     from harness.models.reward import RewardModel
     from harness.modules import ppo
-    from harness.modules.ppo import PPOModule, PPOSettings
+    from harness.experiment import PPOSettings
+    from harness.modules.ppo import PPOModule
     from harness.rl.kl_control import FixedKL
 
     monkeypatch.setattr(ppo, "ROLLOUT_LOGITS_BUDGET", budget)
@@ -91,7 +94,9 @@ def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, 
     reference, _ = load_causal_lm(tmp_path / "m")
     rm = RewardModel.from_policy_dir(tmp_path / "m")
     prompts = [tok(t, add_special_tokens=False).input_ids for t in ("the film was", "a quiet year", "the old")]
-    module = PPOModule(model, reference, rm, tok, prompts, FixedKL(0.1), PPOSettings(max_new_tokens=6), seed=1)
+    module = PPOModule(model, reference, rm, tok, prompts, FixedKL(0.1), PPOSettings(
+        rollout_batch=16, minibatch=8, ppo_epochs=4, clip_eps=0.2, vf_clip_eps=0.2, vf_coef=0.5, gamma=1.0, lam=0.95,
+        temperature=0.7, max_new_tokens=6, lr=1e-5, whiten_advantages=True), seed=1)
     torch.nn.init.normal_(module.value_head.weight)  # a value head that is not all zeros
     ro = module.rollout([0, 1, 2])
     with torch.no_grad():

@@ -11,7 +11,7 @@ from harness.data.preference import ComparisonGroup, GroupCollator, PairCollator
 from harness.models.loading import load_causal_lm
 from harness.models.reward import RewardModel
 from harness.models.sources import TinyRandom
-from harness.rl.rollout import batched_logps, forward_response
+from harness.models.forward import batched_logps, forward_response
 
 CORPUS = ["the film was good and the food was bad"] * 20 + ["a quiet year in the old town"] * 20
 # Three prompts of different lengths (left padding differs per row), two or three responses each.
@@ -86,7 +86,7 @@ def test_training_collators_share_the_prompt_of_a_pair_and_of_a_group() -> None:
 
 
 def test_kto_mismatched_pairs_reuse_the_example_prompt_without_gradient(tiny_dir) -> None:  # noqa: ANN001
-    from harness.rl.rollout import forward_with_detached_twin
+    from harness.models.forward import forward_with_detached_twin
 
     model, _ = load_causal_lm(tiny_dir)
     model.train()

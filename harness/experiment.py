@@ -1,0 +1,307 @@
+"""The experiment's types: its settings, the records that pass between stages, and the
+extension points (`Method`, `EvalPolicy`, `ModelSource`). Everything above may import this;
+it imports only the library layers below it.
+
+Defaults live in the YAML configs alone (`harness/conf/`): these dataclasses declare the
+types and check the values, so a setting is validated where it is defined and has one
+default, the config's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from rich.progress import Progress
+
+from harness.cache import ArtifactCache, config_hash
+from harness.errors import InputError
+from harness.labelers.base import Labeler
+from harness.losses.bradley_terry import GroupLoss
+from harness.models.reward import POOLINGS
+from harness.models.sources import Corpus
+from harness.tasks.base import Example, Task
+from harness.tracking import RunTracker
+
+
+def check(key: str, ok: bool, expected: str, found: Any) -> None:
+    """Refuse a setting: `key: expected …, got …` (the CLI prints it as one line, exit 2)."""
+    if not ok:
+        raise InputError(f"{key}: expected {expected}, got {found!r}")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The initial policy's samples that get labelled (`sampling.*`)."""
+
+    temperature: float
+    top_p: float
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        check("sampling.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
+        check("sampling.top_p", 0 < self.top_p <= 1, "a probability in (0, 1]", self.top_p)
+        check("sampling.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """`labels.*`: the label budget `n` (comparisons, one per prompt), `k` responses per
+    comparison (4 = the paper's best-of-4), and the share of chosen responses kept for
+    training (KTO paper's imbalance experiment: KTO loses desirable examples, pairwise
+    objectives the pairs built on them)."""
+
+    n: int
+    k: int
+    desirable_fraction: float
+
+    def __post_init__(self) -> None:
+        check("labels.n", self.n >= 1, "an integer ≥ 1", self.n)
+        check("labels.k", self.k >= 2, "an integer ≥ 2", self.k)
+        check("labels.desirable_fraction", 0 < self.desirable_fraction <= 1, "a fraction in (0, 1]",
+              self.desirable_fraction)
+
+
+INIT_POLICIES = ("base", "sft")
+
+
+@dataclass(frozen=True)
+class InitSettings:
+    """The initial policy: the model as loaded (`base`), or that model first fine-tuned on the
+    task's references (`sft`, Ziegler et al.'s supervised baseline for summarisation, from which
+    their RL starts). The fine-tuned policy is an artifact shared by every run that uses it;
+    `n`, `lr`, `epochs` and `batch_size` are its settings (`n` null: every train example)."""
+
+    policy: str
+    n: int | None
+    lr: float
+    epochs: int
+    batch_size: int
+
+    # What only init.policy=sft reads: refused when set with init.policy=base.
+    SFT_ONLY: ClassVar[tuple[str, ...]] = ("init.n", "init.lr", "init.epochs", "init.batch_size")
+
+    def __post_init__(self) -> None:
+        check("init.policy", self.policy in INIT_POLICIES, f"one of {', '.join(INIT_POLICIES)}", self.policy)
+        check("init.n", self.n is None or self.n >= 1, "null or an integer ≥ 1", self.n)
+        check("init.lr", self.lr > 0, "a learning rate > 0", self.lr)
+        check("init.epochs", self.epochs >= 1, "an integer ≥ 1", self.epochs)
+        check("init.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """`train.*`: the policy's optimiser and data for the objectives trained by gradient steps
+    on labelled data (offline preference objectives, SFT). `checkpoint_every`: training
+    batches (PPO: iterations) between resumable checkpoints; `bucket`: batches per length
+    bucket (data/resumable.py, also the reward model's), 0 for plain shuffled batches."""
+
+    lr: float
+    batch_size: int
+    weight_decay: float
+    warmup_steps: int
+    val_fraction: float
+    checkpoint_every: int
+    bucket: int
+
+    def __post_init__(self) -> None:
+        check("train.lr", self.lr > 0, "a learning rate > 0", self.lr)
+        check("train.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
+        check("train.weight_decay", self.weight_decay >= 0, "a value ≥ 0", self.weight_decay)
+        check("train.warmup_steps", self.warmup_steps >= 0, "an integer ≥ 0", self.warmup_steps)
+        check("train.val_fraction", 0 <= self.val_fraction < 1, "a fraction in [0, 1)", self.val_fraction)
+        check("train.checkpoint_every", self.checkpoint_every >= 1, "an integer ≥ 1", self.checkpoint_every)
+        check("train.bucket", self.bucket >= 0, "an integer ≥ 0 (0: no length bucketing)", self.bucket)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """`eval.*`: held-out prompts (`n_prompts` null: all of the task's), sampled at `temperature`."""
+
+    n_prompts: int | None
+    temperature: float
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        check("eval.n_prompts", self.n_prompts is None or self.n_prompts >= 1, "null or an integer ≥ 1", self.n_prompts)
+        check("eval.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
+        check("eval.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
+
+
+@dataclass
+class RewardModelSettings:
+    """`loss.reward_model.*` (conf/loss/reward_model.yaml): the reward model's loss, optimiser,
+    pooling (`mean` over the response's tokens or the `last` token), and the top
+    `trainable_layers` trunk blocks it trains (0: the head alone, a linear probe)."""
+
+    loss_fn: GroupLoss
+    lr: float
+    head_lr: float | None  # None: lr
+    weight_decay: float
+    pooling: str
+    batch_size: int
+    epochs: int
+    trainable_layers: int | None
+    val_fraction: float
+
+    def __post_init__(self) -> None:
+        key = "loss.reward_model"
+        check(f"{key}.pooling", self.pooling in POOLINGS, f"one of {', '.join(POOLINGS)}", self.pooling)
+        check(f"{key}.lr", self.lr > 0, "a learning rate > 0", self.lr)
+        check(f"{key}.head_lr", self.head_lr is None or self.head_lr > 0, "null or a learning rate > 0", self.head_lr)
+        check(f"{key}.weight_decay", self.weight_decay >= 0, "a value ≥ 0", self.weight_decay)
+        check(f"{key}.epochs", self.epochs >= 1, "an integer ≥ 1", self.epochs)
+        check(f"{key}.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
+        check(f"{key}.val_fraction", 0 < self.val_fraction < 1, "a fraction in (0, 1)", self.val_fraction)
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """`loss.method.settings.*` (conf/loss/ppo.yaml): one iteration rolls out `rollout_batch`
+    episodes and runs `ppo_epochs` passes over minibatches of `minibatch`. Gradient clipping
+    is the trainer's (`trainer.gradient_clip_val`), as for every other objective."""
+
+    rollout_batch: int
+    minibatch: int
+    ppo_epochs: int
+    clip_eps: float
+    vf_clip_eps: float
+    vf_coef: float
+    gamma: float
+    lam: float
+    temperature: float
+    max_new_tokens: int
+    lr: float
+    whiten_advantages: bool
+
+    def __post_init__(self) -> None:
+        key = "loss.method.settings"
+        for name in ("rollout_batch", "minibatch", "ppo_epochs", "max_new_tokens"):
+            check(f"{key}.{name}", getattr(self, name) >= 1, "an integer ≥ 1", getattr(self, name))
+        for name in ("clip_eps", "vf_clip_eps", "temperature", "lr"):
+            check(f"{key}.{name}", getattr(self, name) > 0, "a value > 0", getattr(self, name))
+        check(f"{key}.vf_coef", self.vf_coef >= 0, "a value ≥ 0", self.vf_coef)
+        for name in ("gamma", "lam"):
+            check(f"{key}.{name}", 0 <= getattr(self, name) <= 1, "a value in [0, 1]", getattr(self, name))
+
+
+class ModelSource(Protocol):
+    """Where the initial policy comes from (conf/model/*.yaml `source`): `materialize` returns a
+    local Hugging Face directory, converting or building it in the cache the first time."""
+
+    def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path: ...
+
+
+class EvalPolicy:
+    """What evaluation needs of a trained policy: its responses to the eval prompts and
+    KL(π‖π_ref) per response. Policies tied to a reward model also give that model's scores
+    (`proxy_rewards`, logged as eval/proxy_reward); others return None."""
+
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+        raise NotImplementedError
+
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+        raise NotImplementedError
+
+    def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray | None:
+        return None
+
+
+class Method:
+    """The train stage of one family of objectives (`loss.method._target_`): it chooses the
+    artifact stages it needs (harness/stages.py) and the LightningModule that trains, and
+    returns the policy to evaluate.
+
+    `ignores` names the settings it does not read: the CLI refuses them when they are set, so
+    no key silently does nothing. `check` looks at the data before any run or artifact exists.
+    """
+
+    ignores: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, task_name: str, examples: Sequence[Example]) -> None:
+        """Refuse (InputError) data this method cannot train on; called by `prepare`."""
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        raise NotImplementedError
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs, as typed objects (built from the Hydra config by the CLI)."""
+
+    task: Task
+    model_source: ModelSource
+    labeler: Labeler
+    method: Method
+    labels: LabelSettings
+    sampling: SamplingSettings
+    train: TrainSettings
+    eval: EvalSettings
+    init: InitSettings
+    trainer_kwargs: dict[str, Any]
+    tracker: RunTracker
+    cache_dir: Path
+    run_dir: Path
+    seed: int
+    trainable_layers: int | None = None
+    judge: Labeler | None = None  # evaluates; None: the labeler itself
+    # The config subtrees that determine each input, used in artifact keys.
+    keys: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    config_yaml: str = ""
+    # Identity of the job (hash of its config): a rerun finds its MLflow run and checkpoints.
+    run_key: str = ""
+    resume: bool = True
+
+    @property
+    def evaluator(self) -> Labeler:
+        """Who judges: the judge panel, or the labeler itself."""
+        return self.judge or self.labeler
+
+
+@dataclass
+class Prepared:
+    """Inputs checked and loaded before any run or artifact is created."""
+
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    policy_dir: Path
+    policy: Any
+    tokenizer: Any
+    train_ids: list[list[int]]
+    eval_ids: list[list[int]]
+    imported: Any = None  # labelers.file.FileExamples: labels read from a file instead of the panel
+    imported_sha256: str = ""
+
+
+@dataclass
+class Labelled:
+    """Best-of-k comparisons ready for training, from the panel or from a file."""
+
+    prompt_ids: list[list[int]]
+    responses: list[list[list[int]]]  # [N][k] token ids
+    choices: list[int]
+    spec: dict[str, Any]  # what determines the responses: keys the reference log-probs
+    meta: dict[str, Any]  # provenance and agreement
+    artifacts: dict[str, str] = field(default_factory=dict)
+    choices_key: str = ""  # hash of what determines the choices too: keys the reward model
+
+    def __post_init__(self) -> None:
+        self.choices_key = self.choices_key or config_hash(self.spec)
+
+
+@dataclass
+class TrainContext:
+    """What a method's `fit` gets: the experiment, its loaded inputs and labels, the artifact
+    cache, a progress factory, and the initial policy's eval responses."""
+
+    exp: Experiment
+    prep: Prepared
+    labelled: Labelled
+    cache: ArtifactCache
+    progress: Callable[[], Progress]
+    initial_ids: Sequence[Sequence[int]] = ()

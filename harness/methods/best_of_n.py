@@ -1,0 +1,68 @@
+"""Best-of-n: the reward model picks the best of n samples of the initial policy (no training)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from harness.data.collate import pack
+from harness.errors import InputError
+from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext
+from harness.methods.policies import reward_scores
+from harness.models.reward import RewardModel
+from harness.stages import eval_samples, reward_model
+
+# The policy is not trained: the offline training settings are not read (the reward model's
+# are loss.reward_model.*).
+POLICY_TRAIN_KEYS = ("train.lr", "train.batch_size", "train.weight_decay", "train.warmup_steps",
+                     "train.val_fraction")
+
+
+@dataclass
+class BestOfNPolicy(EvalPolicy):
+    """Sample n from the initial policy and keep the one the reward model scores highest."""
+
+    n: int
+    reward_model: RewardModel
+    ctx: TrainContext
+
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+        prep = self.ctx.prep
+        groups = eval_samples(prep.policy, prep.tokenizer, eval_ids, self.ctx.exp, progress,
+                              f"eval samples: best of {self.n}", k=self.n)
+        best = []
+        with torch.inference_mode():
+            for p, group in zip(eval_ids, groups):
+                scores = self.reward_model(pack([p] * len(group), group, prep.tokenizer.pad_token_id, True))
+                best.append(group[int(scores.argmax())])
+        return best
+
+    def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray:
+        return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)
+
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+        """The analytic KL of best-of-n to the base policy: log n − (n−1)/n."""
+        return np.full(len(responses), math.log(self.n) - (self.n - 1) / self.n)
+
+
+@dataclass
+class BestOfN(Method):
+    """`loss=best_of_n`: `n` samples per eval prompt, the reward model's favourite kept."""
+
+    ignores: ClassVar[tuple[str, ...]] = POLICY_TRAIN_KEYS
+
+    reward_model: RewardModelSettings
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise InputError(f"loss.n must be ≥ 1, got {self.n}")
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        return BestOfNPolicy(self.n, reward_model(ctx, self.reward_model), ctx)

@@ -1,0 +1,29 @@
+"""`loss=reward_model`: the reward-model stage alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext
+from harness.methods.best_of_n import POLICY_TRAIN_KEYS
+from harness.methods.policies import InitialPolicy
+from harness.stages import reward_model
+
+
+@dataclass
+class RewardModelOnly(Method):
+    """Train (or load) the reward model and log its rm_train/*, rm_val/* summary; the policy
+    evaluated is the initial one.
+
+    The artifact is keyed by the labels and `loss.reward_model`, so PPO and best-of-n runs with
+    the same settings load it instead of training it again.
+    """
+
+    ignores: ClassVar[tuple[str, ...]] = POLICY_TRAIN_KEYS
+
+    reward_model: RewardModelSettings
+
+    def fit(self, ctx: TrainContext) -> EvalPolicy:
+        reward_model(ctx, self.reward_model)
+        return InitialPolicy(ctx)

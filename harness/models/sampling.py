@@ -1,0 +1,123 @@
+"""Sampling responses with `generate` (KV cache, seeded): for labelling and evaluation, and
+PPO's rollouts with the sampler's own log-probs and final hidden states."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from rich.progress import Progress
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from harness.data.collate import TokenBatch, pack
+from harness.models.forward import length_order
+
+
+@torch.inference_mode()
+def generate_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    k: int = 1,
+    batch_size: int = 32,
+    top_p: float = 1.0,
+    seed: int = 0,
+    progress: Progress | None = None,
+    desc: str = "sampling",
+) -> list[list[list[int]]]:
+    """k sampled responses per prompt, as token ids ending at (and keeping) EOS: [N][k][len]."""
+    model.eval()
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    order = length_order([len(p) for p in prompts])
+    out: list[list[list[int]]] = [[] for _ in prompts]
+    per_batch = max(1, batch_size // k)
+    task = progress.add_task(desc, total=len(prompts)) if progress else None
+    for start in range(0, len(order), per_batch):
+        idx = order[start : start + per_batch]
+        batch = pack([prompts[i] for i in idx], [[] for _ in idx], pad)
+        width = batch.input_ids.shape[1] - batch.response_len
+        # pack reserves one response column; generation starts right after the prompt.
+        ids = batch.input_ids[:, :width].to(device)
+        mask = batch.attention_mask[:, :width].to(device)
+        gen = model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None, top_p=top_p, top_k=0,
+            max_new_tokens=max_new_tokens, num_return_sequences=k,
+            pad_token_id=pad, eos_token_id=eos,
+        )[:, width:].tolist()  # (len(idx)·k, ≤ max_new_tokens)
+        for j, i in enumerate(idx):
+            for row in gen[j * k : (j + 1) * k]:
+                out[i].append(row[: row.index(eos) + 1] if eos in row else row)
+        if progress:
+            progress.advance(task, len(idx))
+    return out
+
+
+@dataclass
+class Rollout:
+    """Sampled responses with what the sampler computed on the way: the per-token log-probs
+    log π_T(y_t | x, y_<t) at the sampling temperature (N, R) and the final hidden states at
+    the positions that predict each token (N, R, H), R the longest response; both zero past
+    each response's end. The same numbers a forward pass of (prompt, response) gives
+    (forward_response with hidden=True), read from the generation's own logits and states."""
+
+    responses: list[list[int]]
+    tokens: TokenBatch  # prompts and responses packed (pack), on the model's device
+    logps: torch.Tensor
+    hidden: torch.Tensor
+
+
+def rollout_logits_bytes(model: PreTrainedModel, episodes: int, max_new_tokens: int) -> int:
+    """What `sample_rollout` holds of the generation's logits: one (episodes, vocab) fp32 row
+    per step, kept by `generate` until it returns."""
+    return 4 * episodes * max_new_tokens * int(model.config.get_text_config().vocab_size)
+
+
+def sample_rollout(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int = 0,
+) -> Rollout:
+    """One sampled response per prompt, in one batch and in order, for an RL rollout: PPO
+    takes its old log-probs and values from here instead of running the policy again."""
+    model.eval()
+    device = next(model.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    batch = pack(prompts, [[] for _ in prompts], pad)
+    width = batch.input_ids.shape[1] - batch.response_len
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=batch.input_ids[:, :width].to(device), attention_mask=batch.attention_mask[:, :width].to(device),
+            do_sample=True, temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
+            pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_logits=True,
+            output_hidden_states=True,
+        )
+        rows = out.sequences[:, width:].tolist()
+        responses = [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+        tokens = pack(prompts, responses, pad).to(device)
+        R, mask = tokens.response_len, tokens.response_mask.float()
+        # Step t's raw logits predict token t (one step at a time: no (N, R, V) copy); its final
+        # hidden state (the prompt's last position at t = 0, the previous token's afterwards) is
+        # the value head's input.
+        targets = out.sequences[:, width : width + R]
+        logps = torch.zeros(len(responses), R, device=device)
+        for t in range(R):
+            step = out.logits[t].float() / temperature  # (N, V)
+            logps[:, t] = step.gather(-1, targets[:, t : t + 1]).squeeze(-1) - step.logsumexp(-1)
+        logps = logps * mask
+        hidden = torch.cat([out.hidden_states[0][-1][:, -1:]] + [out.hidden_states[t][-1] for t in range(1, R)], dim=1)
+        hidden = hidden * mask.unsqueeze(-1)
+    # Outside inference mode: tensors that later losses may save for backward.
+    return Rollout(responses, tokens, logps.clone(), hidden.clone())

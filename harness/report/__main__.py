@@ -1,4 +1,0 @@
-from harness.cli.report import main
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,333 @@
+"""Every artifact stage of an experiment, each with its cache key beside it.
+
+A stage's output is a directory under `cache_dir/artifacts/<stage>/<hash>/`, the hash taken
+over exactly the settings that determine it (`*_spec` below), built once and shared by every
+run with the same spec (harness/cache.py). Each stage draws its randomness from its own seed
+(`stage_seed`), so it gives the same numbers whether it runs or is loaded.
+
+  sft_policy    the model fine-tuned on the task's references (init.policy=sft)
+  samples       k responses per train prompt from the initial policy
+  labels        the labeler's best-of-k choice per prompt, with votes and provenance
+  eval_initial  the initial policy's responses to the eval prompts
+  ref_logps     log π_ref of every labelled response (offline objectives)
+  ref_kl_logps  log π_ref of each prompt with its KTO partner's responses (z0)
+  reward_model  the reward model trained on the labels, normalised on the initial policy
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from harness.cache import ArtifactCache, config_hash, stage_seed
+from harness.data.collate import pack
+from harness.data.pairs import partner_group
+from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule
+from harness.errors import InputError
+from harness.experiment import Experiment, Labelled, Prepared, RewardModelSettings, TrainContext
+from harness.models.forward import batched_logps
+from harness.models.loading import freeze_lower_layers, load_causal_lm
+from harness.models.reward import RewardModel
+from harness.models.sampling import generate_responses
+from harness.modules.reward_model import RewardModelModule
+from harness.tasks.base import Example
+from harness.training import fit, supervised_fine_tune
+
+log = logging.getLogger(__name__)
+
+
+def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open() as f:
+        return [json.loads(line) for line in f]
+
+
+def encode_prompts(tokenizer: Any, examples: Sequence[Example], max_new_tokens: int, context: int) -> list[list[int]]:
+    """Prompt token ids, refused when the longest prompt and a response exceed the context."""
+    ids = [tokenizer(e.prompt, add_special_tokens=False).input_ids for e in examples]
+    longest = max(len(i) for i in ids)
+    if longest + max_new_tokens > context:
+        raise InputError(
+            f"prompt of {longest} tokens + {max_new_tokens} response tokens exceeds the model's "
+            f"context of {context}; shorten the prompts or task.max_new_tokens"
+        )
+    return ids
+
+
+def context_length(policy: Any) -> int:
+    return int(getattr(policy.config, "max_position_embeddings", 1 << 30))
+
+
+def model_keys(exp: Experiment) -> dict[str, Any]:
+    """What every stage built on the initial policy and the task's prompts depends on."""
+    return {"model": exp.keys.get("model"), "task": exp.keys.get("task")}
+
+
+# --- sft_policy ----------------------------------------------------------------------------
+
+def sft_policy_spec(exp: Experiment) -> dict[str, Any]:
+    return {"model": exp.keys.get("model"), "task": exp.keys.get("task"), "init": asdict(exp.init),
+            "trainable_layers": exp.trainable_layers, "seed": exp.seed}
+
+
+def sft_policy(exp: Experiment, prep: Prepared, cache: ArtifactCache) -> Prepared:
+    """Fine-tune the initial policy on the task's references (an artifact), then start from it."""
+    spec = sft_policy_spec(exp)
+
+    def build(out: Path) -> None:
+        examples = exp.task.examples("train")[: exp.init.n]
+        prompts = encode_prompts(prep.tokenizer, examples, exp.task.max_new_tokens, context_length(prep.policy))
+        log.info("init.policy=sft: fine-tuning on %d references", len(examples))
+        policy = supervised_fine_tune(prep.policy, prep.tokenizer, prompts, [e.reference or "" for e in examples],
+                                      exp.init, exp.trainer_kwargs, stage_seed(exp.seed, "init_sft"))
+        policy.save_pretrained(out)
+        prep.tokenizer.save_pretrained(out)
+
+    path = cache.get_or_build("sft_policy", spec, build)
+    exp.tracker.set_tags({"artifact.sft_policy": config_hash(spec)})
+    policy, tokenizer = load_causal_lm(path)
+    freeze_lower_layers(policy, exp.trainable_layers)
+    return replace(prep, policy_dir=path, policy=policy, tokenizer=tokenizer)
+
+
+# --- samples and labels --------------------------------------------------------------------
+
+def samples_spec(exp: Experiment) -> dict[str, Any]:
+    return model_keys(exp) | {"n": exp.labels.n, "k": exp.labels.k, "sampling": asdict(exp.sampling),
+                              "seed": exp.seed}
+
+
+def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress) -> list[dict[str, Any]]:
+    """k responses of the initial policy to each train prompt, with their decoded texts."""
+    n, k = exp.labels.n, exp.labels.k
+
+    def build(out: Path) -> None:
+        responses = generate_responses(
+            prep.policy, prep.tokenizer, prep.train_ids, max_new_tokens=exp.task.max_new_tokens,
+            temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
+            batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, "samples"),
+            progress=progress, desc=f"sampling {k} responses × {n} prompts",
+        )
+        write_jsonl(out / "samples.jsonl", [
+            {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
+             "texts": [prep.tokenizer.decode(x, skip_special_tokens=True) for x in r]}
+            for e, p, r in zip(prep.train_examples, prep.train_ids, responses)
+        ])
+
+    return read_jsonl(cache.get_or_build("samples", samples_spec(exp), build) / "samples.jsonl")
+
+
+def labels_spec(exp: Experiment) -> dict[str, Any]:
+    return {"samples": config_hash(samples_spec(exp)), "labeler": exp.keys.get("labeler"), "seed": exp.seed}
+
+
+def labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress,
+           sampled: Sequence[Mapping[str, Any]]) -> Path:
+    """The labeler's best-of-k choice for each sampled group, with votes and provenance."""
+
+    def build(out: Path) -> None:
+        rng = np.random.default_rng(stage_seed(exp.seed, "labels"))
+        task_id = progress.add_task(f"labelling with {exp.labeler.name}", total=1)
+        result = exp.labeler.label(prep.train_examples, [s["texts"] for s in sampled], rng)
+        progress.advance(task_id)
+        provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
+                      "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        write_jsonl(out / "labels.jsonl", [
+            {"id": s["id"], "choice": int(c), "votes": v.tolist()} | provenance
+            for s, c, v in zip(sampled, result.choice, result.votes.T)
+        ])
+        (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
+
+    return cache.get_or_build("labels", labels_spec(exp), build)
+
+
+def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress) -> Labelled:
+    """Samples of the initial policy, labelled best-of-k by the simulated panel."""
+    sampled = samples(exp, prep, cache, progress)
+    labels_dir = labels(exp, prep, cache, progress, sampled)
+    chosen = read_jsonl(labels_dir / "labels.jsonl")
+    return Labelled(
+        [s["prompt_ids"] for s in sampled], [s["responses"] for s in sampled], [lab["choice"] for lab in chosen],
+        spec=samples_spec(exp), meta=json.loads((labels_dir / "meta.json").read_text()),
+        artifacts={"samples": config_hash(samples_spec(exp)), "labels": config_hash(labels_spec(exp))},
+        choices_key=config_hash(labels_spec(exp)),
+    )
+
+
+def imported_labels(exp: Experiment, prep: Prepared) -> Labelled:
+    """Comparisons read from a file: responses tokenised, ended with EOS like a sample."""
+    assert prep.imported is not None
+    tok = prep.tokenizer
+    encode = lambda text: tok(text, add_special_tokens=False).input_ids + [tok.eos_token_id]  # noqa: E731
+    n = len(prep.train_examples)
+    responses = [[encode(r) for r in group] for group in prep.imported.candidates[:n]]
+    return Labelled(
+        prep.train_ids, responses, list(prep.imported.choices[:n]),
+        spec={"model": exp.keys.get("model"), "file": prep.imported_sha256, "n": n},
+        meta={"labeler": exp.labeler.name, "version": exp.labeler.version, "file": str(getattr(exp.labeler, "path", "")),
+              "sha256": prep.imported_sha256, "agreement": None},
+    )
+
+
+# --- eval_initial --------------------------------------------------------------------------
+
+def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]], exp: Experiment,
+                 progress: Progress, desc: str, k: int = 1) -> list[list[int]] | list[list[list[int]]]:
+    """Responses to the eval prompts at the eval temperature, with the eval seed (k per prompt
+    for k > 1)."""
+    responses = generate_responses(
+        policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
+        temperature=exp.eval.temperature, k=k, batch_size=exp.eval.batch_size,
+        seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc,
+    )
+    return [r[0] for r in responses] if k == 1 else responses
+
+
+def eval_initial_spec(exp: Experiment) -> dict[str, Any]:
+    return model_keys(exp) | {"eval": asdict(exp.eval), "seed": exp.seed}
+
+
+def eval_initial(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress) -> list[list[int]]:
+    """The initial policy's eval responses: the baseline of every run on this model and task."""
+
+    def build(out: Path) -> None:
+        responses = eval_samples(prep.policy, prep.tokenizer, prep.eval_ids, exp, progress, "eval samples: initial policy")
+        (out / "responses.json").write_text(json.dumps(responses))
+
+    return json.loads((cache.get_or_build("eval_initial", eval_initial_spec(exp), build) / "responses.json").read_text())
+
+
+# --- reference log-probs -------------------------------------------------------------------
+
+def _reference_logps(ctx: TrainContext, stage: str, spec: dict[str, Any], prompts: Sequence[Sequence[int]],
+                     responses: Sequence[Sequence[int]], desc: str) -> list[list[float]]:
+    exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
+
+    def build(out: Path) -> None:
+        with ctx.progress() as progress:
+            flat = iter(batched_logps(prep.policy, prompts, responses, prep.tokenizer.pad_token_id,
+                                      exp.sampling.batch_size, progress=progress, desc=desc, share_prompts=True))
+        (out / f"{stage}.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
+
+    path = ctx.cache.get_or_build(stage, spec, build)
+    exp.tracker.set_tags({f"artifact.{stage}": config_hash(spec)})
+    return json.loads((path / f"{stage}.json").read_text())
+
+
+def ref_logps_spec(labelled: Labelled) -> dict[str, Any]:
+    return {"labelled": config_hash(labelled.spec)}
+
+
+def ref_logps(ctx: TrainContext) -> list[list[float]]:
+    """log π_ref(y | x) of every labelled response, per comparison group."""
+    labelled = ctx.labelled
+    flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
+    flat_r = [r for group in labelled.responses for r in group]
+    return _reference_logps(ctx, "ref_logps", ref_logps_spec(labelled), flat_p, flat_r, "reference log-probs")
+
+
+def ref_kl_logps_spec(labelled: Labelled, seed: int) -> dict[str, Any]:
+    return {"labelled": config_hash(labelled.spec), "kl_partners_seed": seed}
+
+
+def ref_kl_logps(ctx: TrainContext, partners: Sequence[int]) -> list[list[float]]:
+    """log π_ref(y' | x) of each prompt with its KL partner's responses (KTO's z0)."""
+    labelled = ctx.labelled
+    flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
+    flat_r = [r for i, group in enumerate(labelled.responses)
+              for r in partner_group(labelled.responses, partners, i, len(group))]
+    return _reference_logps(ctx, "ref_kl_logps", ref_kl_logps_spec(labelled, ctx.exp.seed), flat_p, flat_r,
+                            "reference log-probs: mismatched pairs")
+
+
+# --- reward_model --------------------------------------------------------------------------
+
+def reward_model_spec(exp: Experiment, labelled: Labelled) -> dict[str, Any]:
+    # Keyed by the labels themselves (not only the samples): another labeler, another model.
+    return {"labels": labelled.choices_key, "reward_model": exp.keys.get("reward_model"), "seed": exp.seed,
+            "bucket": exp.train.bucket}
+
+
+def top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[int]) -> float:
+    """Share of groups (consecutive runs of `sizes` rewards) whose top reward is the target."""
+    hits, start = 0, 0
+    for size, target in zip(sizes, targets):
+        hits += int(rewards[start : start + size].argmax()) == target
+        start += size
+    return hits / max(len(sizes), 1)
+
+
+def reward_model(ctx: TrainContext, settings: RewardModelSettings) -> RewardModel:
+    """Train (or load from the cache) the reward model on the labelled comparisons.
+
+    Normalised to mean 0, std 1 on the labelled responses, which are samples of the initial
+    policy. Logs its summary: rm_train/loss, rm_val/rewards/accuracy (held-out comparisons whose
+    labelled best gets the top reward) and, where the judge has a gold, rm_val/gold_accuracy
+    (whose noise-free best does).
+    """
+    exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
+    spec = reward_model_spec(exp, labelled)
+    groups = [ComparisonGroup(tuple(p), tuple(tuple(r) for r in g), c)
+              for p, g, c in zip(labelled.prompt_ids, labelled.responses, labelled.choices)]
+    n_val = max(1, int(round(len(groups) * settings.val_fraction)))
+    if len(groups) - n_val < 1:
+        raise InputError(f"labels.n={exp.labels.n}: too few comparisons to train a reward model")
+    seed = stage_seed(exp.seed, "reward_model")
+    rm_key = config_hash(spec) if exp.run_key else ""  # checkpoints only for runs that can resume
+
+    def build(out: Path) -> None:
+        torch.manual_seed(seed)
+        rm = RewardModel.from_policy_dir(prep.policy_dir, settings.pooling)
+        freeze_lower_layers(rm.trunk, settings.trainable_layers, key="loss.reward_model.trainable_layers", minimum=0)
+        module = RewardModelModule(rm, settings.loss_fn, settings.lr, settings.weight_decay, settings.head_lr)
+        data = ListDataModule(groups[:-n_val], groups[-n_val:], GroupCollator(prep.tokenizer.pad_token_id),
+                              settings.batch_size, seed, bucket=exp.train.bucket)
+        trainer = fit(exp, rm_key and f"reward_model-{rm_key}", "reward_model", module, datamodule=data,
+                      max_epochs=settings.epochs, max_steps=-1)
+        rm.eval()
+        with torch.inference_mode():
+            flat_p = [g.prompt_ids for g in groups for _ in g.responses]
+            flat_r = [r for g in groups for r in g.responses]
+            raw = torch.cat([rm.raw(pack(flat_p[i : i + 32], flat_r[i : i + 32], prep.tokenizer.pad_token_id, True))
+                             for i in range(0, len(flat_p), 32)])
+        rm.set_normalization(raw)
+        val = groups[-n_val:]
+        val_rewards = raw[-sum(len(g.responses) for g in val):]
+        sizes = [len(g.responses) for g in val]
+        # Stored with the model so that runs which load it from the cache report it too.
+        metrics = {"rm_train/loss": float(trainer.callback_metrics["rm_train/loss"]),
+                   "rm_val/rewards/accuracy": top_accuracy(val_rewards, sizes, [g.choice for g in val])}
+        examples = prep.train_examples[len(groups) - n_val : len(groups)]
+        gold_best = []
+        for e, g in zip(examples, val):
+            texts = [prep.tokenizer.decode(r, skip_special_tokens=True) for r in g.responses]
+            gold = exp.evaluator.gold([e] * len(texts), texts)
+            if gold is None:
+                break
+            gold_best.append(int(np.argmax(gold)))
+        else:
+            metrics["rm_val/gold_accuracy"] = top_accuracy(val_rewards, sizes, gold_best)
+        rm.save(out)
+        (out / "metrics.json").write_text(json.dumps(metrics))
+
+    path = ctx.cache.get_or_build("reward_model", spec, build)
+    if rm_key:
+        shutil.rmtree(exp.cache_dir / "checkpoints" / f"reward_model-{rm_key}", ignore_errors=True)
+    exp.tracker.set_tags({"artifact.reward_model": config_hash(spec)})
+    exp.tracker.log_metrics(json.loads((path / "metrics.json").read_text()))
+    return RewardModel.load(path)
