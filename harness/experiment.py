@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from rich.progress import Progress
 
 from harness.cache import ArtifactCache, config_hash
 from harness.errors import InputError
@@ -23,6 +22,7 @@ from harness.labelers.base import Labeler
 from harness.losses.bradley_terry import GroupLoss
 from harness.models.reward import POOLINGS
 from harness.models.sources import Corpus
+from harness.progress import ProgressBar
 from harness.tasks.base import Example, Task
 from harness.tracking import RunTracker
 
@@ -200,10 +200,10 @@ class EvalPolicy:
     KL(π‖π_ref) per response. Policies tied to a reward model also give that model's scores
     (`proxy_rewards`, logged as eval/proxy_reward); others return None."""
 
-    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: ProgressBar) -> list[list[int]]:
         raise NotImplementedError
 
-    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: ProgressBar) -> np.ndarray:
         raise NotImplementedError
 
     def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray | None:
@@ -303,5 +303,5 @@ class TrainContext:
     prep: Prepared
     labelled: Labelled
     cache: ArtifactCache
-    progress: Callable[[], Progress]
+    progress: Callable[[], ProgressBar]
     initial_ids: Sequence[Sequence[int]] = ()

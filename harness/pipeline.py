@@ -23,9 +23,7 @@ from harness.eval.evaluate import evaluate_policy
 from harness.eval.metrics import mean_ci
 from harness.experiment import Experiment, Prepared, TrainContext
 from harness.models.loading import freeze_lower_layers, load_causal_lm
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-def progress_bar() -> Progress:  # TEMP until harness/progress.py
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+from harness.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from harness.cache import ArtifactCache, config_hash, stage_seed
 from harness.data.collate import pack
@@ -40,6 +39,7 @@ from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import RewardModel
 from harness.models.sampling import generate_responses
 from harness.modules.reward_model import RewardModelModule
+from harness.progress import ProgressBar
 from harness.tasks.base import Example
 from harness.training import fit, supervised_fine_tune
 
@@ -112,7 +112,7 @@ def samples_spec(exp: Experiment) -> dict[str, Any]:
                               "seed": exp.seed}
 
 
-def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress) -> list[dict[str, Any]]:
+def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> list[dict[str, Any]]:
     """k responses of the initial policy to each train prompt, with their decoded texts."""
     n, k = exp.labels.n, exp.labels.k
 
@@ -136,7 +136,7 @@ def labels_spec(exp: Experiment) -> dict[str, Any]:
     return {"samples": config_hash(samples_spec(exp)), "labeler": exp.keys.get("labeler"), "seed": exp.seed}
 
 
-def labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress,
+def labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar,
            sampled: Sequence[Mapping[str, Any]]) -> Path:
     """The labeler's best-of-k choice for each sampled group, with votes and provenance."""
 
@@ -156,7 +156,7 @@ def labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Prog
     return cache.get_or_build("labels", labels_spec(exp), build)
 
 
-def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress) -> Labelled:
+def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> Labelled:
     """Samples of the initial policy, labelled best-of-k by the simulated panel."""
     sampled = samples(exp, prep, cache, progress)
     labels_dir = labels(exp, prep, cache, progress, sampled)
@@ -187,7 +187,7 @@ def imported_labels(exp: Experiment, prep: Prepared) -> Labelled:
 # --- eval_initial --------------------------------------------------------------------------
 
 def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]], exp: Experiment,
-                 progress: Progress, desc: str, k: int = 1) -> list[list[int]] | list[list[list[int]]]:
+                 progress: ProgressBar, desc: str, k: int = 1) -> list[list[int]] | list[list[list[int]]]:
     """Responses to the eval prompts at the eval temperature, with the eval seed (k per prompt
     for k > 1)."""
     responses = generate_responses(
@@ -202,7 +202,7 @@ def eval_initial_spec(exp: Experiment) -> dict[str, Any]:
     return model_keys(exp) | {"eval": asdict(exp.eval), "seed": exp.seed}
 
 
-def eval_initial(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Progress) -> list[list[int]]:
+def eval_initial(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> list[list[int]]:
     """The initial policy's eval responses: the baseline of every run on this model and task."""
 
     def build(out: Path) -> None:

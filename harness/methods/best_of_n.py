@@ -9,13 +9,13 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from harness.data.collate import pack
 from harness.errors import InputError
 from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext
 from harness.methods.policies import reward_scores
 from harness.models.reward import RewardModel
+from harness.progress import ProgressBar
 from harness.stages import eval_samples, reward_model
 
 # The policy is not trained: the offline training settings are not read (the reward model's
@@ -32,7 +32,7 @@ class BestOfNPolicy(EvalPolicy):
     reward_model: RewardModel
     ctx: TrainContext
 
-    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: ProgressBar) -> list[list[int]]:
         prep = self.ctx.prep
         groups = eval_samples(prep.policy, prep.tokenizer, eval_ids, self.ctx.exp, progress,
                               f"eval samples: best of {self.n}", k=self.n)
@@ -46,7 +46,7 @@ class BestOfNPolicy(EvalPolicy):
     def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray:
         return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)
 
-    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: ProgressBar) -> np.ndarray:
         """The analytic KL of best-of-n to the base policy: log n − (n−1)/n."""
         return np.full(len(responses), math.log(self.n) - (self.n - 1) / self.n)
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from harness.data.collate import pack
 from harness.experiment import EvalPolicy, TrainContext
 from harness.models.forward import batched_logps
 from harness.models.loading import load_causal_lm
 from harness.models.reward import RewardModel
+from harness.progress import ProgressBar
 from harness.stages import eval_samples
 
 
@@ -42,11 +42,11 @@ class SampledPolicy(EvalPolicy):
             return None
         return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)
 
-    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: ProgressBar) -> list[list[int]]:
         return eval_samples(self.model, self.ctx.prep.tokenizer, eval_ids, self.ctx.exp, progress,
                             "eval samples: trained policy")
 
-    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: ProgressBar) -> np.ndarray:
         """log π(y) − log π_ref(y) per eval sample, both at the eval temperature."""
         exp, pad = self.ctx.exp, self.ctx.prep.tokenizer.pad_token_id
         reference, _ = load_causal_lm(self.ctx.prep.policy_dir)
@@ -61,8 +61,8 @@ class InitialPolicy(EvalPolicy):
 
     ctx: TrainContext
 
-    def responses(self, eval_ids: Sequence[Sequence[int]], progress: Progress) -> list[list[int]]:
+    def responses(self, eval_ids: Sequence[Sequence[int]], progress: ProgressBar) -> list[list[int]]:
         return [list(r) for r in self.ctx.initial_ids]
 
-    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: Progress) -> np.ndarray:
+    def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: ProgressBar) -> np.ndarray:
         return np.zeros(len(responses))

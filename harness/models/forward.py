@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from rich.progress import Progress
 from transformers import PreTrainedModel
 
 from harness.data.collate import TokenBatch, pack
+from harness.progress import ProgressBar
 
 
 def shares_prompts(batch: TokenBatch) -> bool:
@@ -158,7 +158,7 @@ def batched_logps(
     pad_id: int,
     batch_size: int,
     temperature: float = 1.0,
-    progress: Progress | None = None,
+    progress: ProgressBar | None = None,
     desc: str = "log-probs",
     share_prompts: bool = False,
 ) -> list[float]:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from rich.progress import Progress
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.data.collate import TokenBatch, pack
 from harness.models.forward import length_order
+from harness.progress import ProgressBar
 
 
 @torch.inference_mode()
@@ -26,7 +26,7 @@ def generate_responses(
     batch_size: int = 32,
     top_p: float = 1.0,
     seed: int = 0,
-    progress: Progress | None = None,
+    progress: ProgressBar | None = None,
     desc: str = "sampling",
 ) -> list[list[list[int]]]:
     """k sampled responses per prompt, as token ids ending at (and keeping) EOS: [N][k][len]."""
