@@ -31,8 +31,15 @@ BETA = 0.1
 LR = 1e-5
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("PREFHARNESS_CACHE", Path.home() / ".cache" / "prefharness"))
+# The harness's own default (harness/conf/config.yaml, paths.cache_dir), so both share one cache.
+DEFAULT_CACHE = "~/.cache/prefharness"
+
+
+def cache_dir(path: str | Path | None = None) -> Path:
+    """Where the benchmark model is built: `path`, else $PREFHARNESS_CACHE (as for `harness`), else
+    the harness's default. Read at each call, not at import: the tests point $PREFHARNESS_CACHE at
+    a temporary directory, and nothing may fall back to a user's cache before they do."""
+    return Path(path or os.environ.get("PREFHARNESS_CACHE") or DEFAULT_CACHE).expanduser()
 
 
 def corpus_texts(n: int = 3000, seed: int = 0) -> list[str]:
@@ -41,11 +48,11 @@ def corpus_texts(n: int = 3000, seed: int = 0) -> list[str]:
     return [d.source for d in generate_posts(n, seed)]
 
 
-def model_dir() -> Path:
-    """The benchmark model's HF directory (built on first use, then cached)."""
+def model_dir(cache: str | Path | None = None) -> Path:
+    """The benchmark model's HF directory (built on first use under `cache_dir(cache)`, then reused)."""
     from harness.models.sources import TinyRandom
 
-    return TinyRandom(**MODEL).materialize(cache_dir(), lambda: corpus_texts())
+    return TinyRandom(**MODEL).materialize(cache_dir(cache), lambda: corpus_texts())
 
 
 @dataclass(frozen=True)
