@@ -3,7 +3,7 @@
 Independent runs each start from an empty artifact cache (as four separate experiments
 would: every run draws its own samples, labels, reference log-probs and initial-policy
 evaluation) and run one after another with all threads. The sweep starts from one empty
-cache and runs as `sweeps/kl_coef.yaml` says (two jobs at a time, one thread each), sharing
+cache and runs as `harness/conf/sweep/kl_coef.yaml` says (two jobs at a time, one thread each), sharing
 what the four points have in common. Both sides get the converted model from the existing
 cache (a one-time set-up, not part of an experiment) and log to a throw-away MLflow store.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.common import cache_dir, write_section
 
-BETAS = ("0.03", "0.1", "0.3", "1.0")  # sweeps/kl_coef.yaml
+BETAS = ("0.03", "0.1", "0.3", "1.0")  # harness/conf/sweep/kl_coef.yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -77,7 +77,7 @@ def test_ppo_kl_is_adaptive_or_fixed() -> None:
 
 @pytest.mark.parametrize("sweep", options("sweep"))
 def test_sweep_composes_with_its_launcher_and_grid(sweep: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every committed sweep (sweeps/, the `sweep` group) composes, names its launcher and grid,
+    """Every committed sweep (harness/conf/sweep/, the `sweep` group) composes, names its launcher and grid,
     and its jobs build (the first value of each swept key, as the sweeper would pass it)."""
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     cfg = compose_with([f"+sweep={sweep}"], hydra=True)
