@@ -22,11 +22,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from harness.data.collate import TokenBatch, pack
 from harness.experiment import PPOSettings
 from harness.losses.ppo import masked_mean, ppo_policy_loss, ppo_value_loss
+from harness.models.forward import forward_response
 from harness.models.reward import RewardModel
+from harness.models.sampling import generate_responses, rollout_logits_bytes, sample_rollout
 from harness.rl.advantages import gae, kl_penalized_rewards, whiten
 from harness.rl.kl_control import AdaptiveKL, FixedKL
-from harness.models.forward import forward_response
-from harness.models.sampling import generate_responses, rollout_logits_bytes, sample_rollout
 
 log = logging.getLogger(__name__)
 GoldFn = Callable[[Sequence[int], Sequence[str]], np.ndarray | None]  # (prompt indices, texts) -> gold
