@@ -1,0 +1,72 @@
+"""Every objective in the `loss` config group (harness/conf/loss/*.yaml) end to end on the tiny
+model, in the test process: composed with Hydra's compose API, built with build_experiment and
+run with run_experiment against the session's throwaway MLflow store and a throwaway cache. A
+new YAML in the group is run here with no edit to this file. (The same runs as a user makes
+them, `python -m harness` in a subprocess, are in the slow tier: test_objectives.py,
+test_tasks_e2e.py, test_smoke.py.)"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from harness.cli.run import CONFIG_DIR, build_experiment
+from harness.pipeline import run_experiment
+from tests.integration.test_objectives import OBJECTIVE_METRICS
+
+OBJECTIVES = sorted(p.stem for p in (Path(CONFIG_DIR) / "loss").glob("*.yaml"))
+
+# Overrides that keep an objective's run test-sized on top of experiment=smoke; an objective
+# not named here runs with the preset alone.
+SMALL: dict[str, list[str]] = {
+    "ppo": ["loss.method.episodes=8", "loss.method.settings.rollout_batch=4", "loss.method.settings.minibatch=4",
+            "loss.method.settings.ppo_epochs=1"],
+}
+
+EVAL_METRICS = ["eval/gold_reward", "eval/kl", "eval/winrate_vs_init"]
+
+
+def trains_with_train_settings(method: object) -> bool:
+    """Methods that read train.* fit the policy in the Lightning loop that logs train/loss
+    (offline objectives, SFT); the others (PPO, best-of-n, the reward model alone) list train.lr
+    among the keys they ignore."""
+    return "train.lr" not in type(method).ignores
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One throwaway cache for the module: the tiny model, samples and labels are built by the
+    first run and reused by the others, as a user's runs share them (each objective still trains
+    and evaluates)."""
+    return tmp_path_factory.mktemp("in-process-cache")
+
+
+def test_the_loss_group_has_objectives() -> None:
+    assert {"dpo", "ppo", "sft"} <= set(OBJECTIVES)
+
+
+@pytest.mark.parametrize("loss", OBJECTIVES)
+def test_objective_runs_in_process(loss: str, cache_dir: Path, tmp_path: Path) -> None:
+    name = f"in-process-{loss}"
+    overrides = ["experiment=smoke", f"loss={loss}", *SMALL.get(loss, []),
+                 f"logger.experiment_name={name}", f"paths.cache_dir={cache_dir}"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # as the CLI does
+    exp = build_experiment(cfg, tmp_path / "run")
+    metrics = run_experiment(exp)
+
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["loss"] == cfg.loss.name
+    expected = [*EVAL_METRICS, *(["train/loss"] if trains_with_train_settings(exp.method) else []),
+                *OBJECTIVE_METRICS.get(loss, [])]
+    for key in expected:
+        assert key in run.data.metrics, key
+    for key in EVAL_METRICS:
+        assert metrics[key] == pytest.approx(run.data.metrics[key]), key
