@@ -11,7 +11,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
+from harness.cli.run import CONFIG_DIR
 from harness.data.preference import PairCollator, PreferencePair, UnpairedCollator, UnpairedExample
 from harness.losses.dpo import dpo_loss
 from harness.losses.kto import kto_loss
@@ -21,7 +23,26 @@ from harness.models.sources import TinyRandom
 from harness.modules.offline_preference import OfflinePreferenceModule
 from harness.models.forward import batched_logps
 
-OBJECTIVES = {
+OFFLINE = "harness.methods.offline.OfflinePreference"
+
+
+def offline_objectives() -> dict[str, str]:
+    """The `loss` group's options (harness/conf/loss/*.yaml) trained by the offline method, with
+    their `loss.method.reference` (cached, online, none)."""
+    found = {}
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for path in sorted((Path(CONFIG_DIR) / "loss").glob("*.yaml")):
+            method = compose(config_name="config", overrides=[f"loss={path.stem}"]).loss.method
+            if method._target_ == OFFLINE:
+                found[path.stem] = method.reference
+    return found
+
+
+OBJECTIVES = offline_objectives()
+
+# Metrics an objective logs besides train/loss and eval/*; an objective not named here is
+# checked for those alone.
+OBJECTIVE_METRICS = {
     "dpo": ["train/rewards/margin", "train/rewards/accuracy"],
     "ipo": ["train/rewards/margin", "train/rewards/accuracy"],
     "kto": ["train/rewards/chosen", "train/rewards/rejected", "train/kl/z0", "labels/desirable", "labels/undesirable"],
@@ -35,6 +56,11 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
                           capture_output=True, text=True, timeout=600)
 
 
+def test_offline_objectives_are_found() -> None:
+    assert {"dpo", "kto", "orpo"} <= set(OBJECTIVES) and "ppo" not in OBJECTIVES
+
+
+@pytest.mark.slow  # the CLI in a subprocess; test_objectives_in_process.py runs every objective in process
 @pytest.mark.parametrize("loss", sorted(OBJECTIVES))
 def test_objective_end_to_end(loss: str, harness_env: dict[str, str], workdir: Path) -> None:
     name = f"objective-{loss}"
@@ -46,7 +72,7 @@ def test_objective_end_to_end(loss: str, harness_env: dict[str, str], workdir: P
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     (r,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     assert r.info.status == "FINISHED" and r.data.params["loss.beta"] == "0.2"
-    for key in ["train/loss", "eval/gold_reward", "eval/winrate_vs_init", "eval/kl", *OBJECTIVES[loss]]:
+    for key in ["train/loss", "eval/gold_reward", "eval/winrate_vs_init", "eval/kl", *OBJECTIVE_METRICS.get(loss, [])]:
         assert key in r.data.metrics, key
     if loss == "kto":
         m = r.data.metrics
@@ -54,7 +80,7 @@ def test_objective_end_to_end(loss: str, harness_env: dict[str, str], workdir: P
         assert m["labels/desirable"] < m["labels/undesirable"]
         ratio = m["labels/desirable_weight"] * m["labels/desirable"] / (m["labels/undesirable_weight"] * m["labels/undesirable"])
         assert 1.0 <= ratio <= 4 / 3 + 1e-9
-    if loss in ("simpo", "orpo"):
+    if OBJECTIVES[loss] == "none":  # simpo, orpo
         assert "artifact.ref_logps" not in r.data.tags  # reference-free: no reference pass
 
 
