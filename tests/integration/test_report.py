@@ -17,6 +17,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # the CLI in subprocesses (harness-report; its tables in process: tests/unit/test_report_tables.py): the slow tier
+
 T_975_1 = 12.706204736174707  # t quantile 0.975 with 1 degree of freedom
 EXPERIMENT = "paper"
 TIME0 = 1_700_000_000_000  # ms

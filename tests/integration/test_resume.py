@@ -11,6 +11,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+pytestmark = pytest.mark.slow  # the CLI in subprocesses (python -m harness, killed and rerun): the slow tier
+
 CASES = {
     # DPO: 29 pairs in batches of 4, 8 steps per epoch, 240 steps, a checkpoint every 5.
     "dpo": (["experiment=smoke", "trainer.max_epochs=30", "trainer.max_steps=-1", "train.checkpoint_every=5"],
@@ -31,6 +33,7 @@ def runs(env: dict[str, str], experiment: str) -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
+@pytest.mark.timeout(1200)  # four runs, one of 240 steps: 3-7 min on 2 busy cores
 @pytest.mark.parametrize("loss", sorted(CASES))
 def test_killed_run_resumes_to_the_same_finished_run(loss: str, harness_env: dict[str, str], workdir: Path,
                                                      tmp_path: Path) -> None:

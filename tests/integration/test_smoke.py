@@ -10,6 +10,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+pytestmark = pytest.mark.slow  # the CLI in subprocesses (python -m harness; in process: test_objectives_in_process.py): the slow tier
+
 REQUIRED = [
     "eval/gold_reward", "eval/gold_reward_ci95_low", "eval/gold_reward_ci95_high",
     "eval/winrate_vs_init", "eval/winrate_vs_init_ci95_low", "eval/winrate_vs_init_ci95_high",

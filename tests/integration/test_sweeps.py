@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
+
+pytestmark = pytest.mark.slow  # the CLI in subprocesses (python -m harness -m): the slow tier
 
 
 def multirun(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -22,6 +25,7 @@ def finished_runs(env: dict[str, str], experiment: str) -> list:
     return runs
 
 
+@pytest.mark.timeout(900)  # as long as the multirun's own timeout
 def test_kl_sweep_with_ppo_trains_the_reward_model_once(harness_env: dict[str, str], tmp_path: Path) -> None:
     env = harness_env | {"PREFHARNESS_CACHE": str(tmp_path / "cache")}  # no MLFLOW_EXPERIMENT_NAME
     sweep_dir = tmp_path / "sweep"
@@ -40,6 +44,7 @@ def test_kl_sweep_with_ppo_trains_the_reward_model_once(harness_env: dict[str, s
     assert len([p for p in (tmp_path / "cache" / "artifacts" / "reward_model").iterdir() if p.is_dir()]) == 1
 
 
+@pytest.mark.timeout(900)
 def test_two_job_sweep_on_submitit_local(harness_env: dict[str, str], tmp_path: Path) -> None:
     env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "sweep-submitit"}
     proc = multirun(["+sweep=kl_coef", "experiment=smoke", "hydra/launcher=submitit_local", "loss.beta=0.2,0.4",

@@ -140,6 +140,7 @@ def test_sft_on_references_needs_references(harness_env: dict[str, str], workdir
     assert proc.returncode == 2 and "loss.targets=references" in proc.stderr
 
 
+@pytest.mark.timeout(600)  # three runs
 def test_reward_model_stage_alone_is_shared_with_best_of_n(harness_env: dict[str, str], workdir: Path) -> None:
     settings = ["experiment=smoke", "loss.reward_model.epochs=2", "loss.reward_model.pooling=last"]
     env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "e2e-rm-alone"}
@@ -170,6 +171,7 @@ def test_reward_model_stage_alone_is_shared_with_best_of_n(harness_env: dict[str
     assert other.data.tags["artifact.reward_model"] != alone.data.tags["artifact.reward_model"]
 
 
+@pytest.mark.timeout(600)  # SFT, reward model and PPO: about 2 min
 def test_supervised_init_then_rl(harness_env: dict[str, str], workdir: Path) -> None:
     """init.policy=sft: the policy is first fine-tuned on the references (an artifact), and every
     later stage starts from it — Ziegler et al.'s "supervised + RL"."""
