@@ -98,6 +98,7 @@ def refused(args: list[str], tmp_path: Path, expected: list[str], code: int = 2)
         assert not client.search_runs([e.experiment_id for e in client.search_experiments()]), "a run was created"
 
 
+@pytest.mark.slow  # python -m harness per case; the same parsing in process: tests/unit/test_file_labeler.py
 @pytest.mark.parametrize("case", sorted(LABEL_FILES))
 def test_malformed_label_files(case: str, tmp_path: Path) -> None:
     data, expected = LABEL_FILES[case]
@@ -144,12 +145,14 @@ def test_bad_settings(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert not client.search_runs([e.experiment_id for e in client.search_experiments()]), "a run was created"
 
 
+@pytest.mark.slow  # python -m harness; in process: test_bad_settings
 @pytest.mark.parametrize("case", ["beta_zero", "rm_pooling", "dataset_column_missing"])
 def test_bad_settings_from_the_command_line(case: str, tmp_path: Path) -> None:
     """The same refusals as the user sees them: one line on stderr, exit 2."""
     refused(_case_args(case, tmp_path), tmp_path, CONFIG_CASES[case][1])
 
 
+@pytest.mark.slow  # python -m harness per case
 @pytest.mark.parametrize("case,expected", [
     ("no_weights", ["has no weights"]),
     ("no_tokenizer", ["has no tokenizer"]),
@@ -159,6 +162,7 @@ def test_bad_model_directories(case: str, expected: list[str], tiny_dirs: dict[s
     refused(["model=hf", f"model.name_or_path={tiny_dirs[case]}"], tmp_path, [str(tiny_dirs[case]), *expected])
 
 
+@pytest.mark.slow  # python -m harness -m
 def test_unknown_launcher_is_refused_by_hydra(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "-m", "experiment=smoke", "hydra/launcher=nowhere",
                            f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True, text=True,
@@ -168,6 +172,7 @@ def test_unknown_launcher_is_refused_by_hydra(tmp_path: Path) -> None:
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.slow  # harness-report in a subprocess
 def test_report_selection_matching_no_runs(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     client = mlflow.MlflowClient(f"sqlite:///{db}")

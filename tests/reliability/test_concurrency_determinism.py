@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
+
+pytestmark = pytest.mark.slow  # the CLI in subprocesses (python -m harness, 8 jobs in parallel): the slow tier
 
 
 def harness(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -14,6 +17,7 @@ def harness(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.timeout(900)  # eight smoke jobs on two cores: ~2 min
 def test_eight_parallel_jobs_share_one_store_and_cache(harness_env: dict[str, str], tmp_path: Path) -> None:
     """8 joblib jobs start together on a fresh SQLite store and an empty cache: every run is
     recorded once, every shared artifact is built once, none is left half-written."""

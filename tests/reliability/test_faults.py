@@ -35,6 +35,7 @@ def test_a_damaged_artifact_is_detected_and_rebuilt(tmp_path: Path, caplog: pyte
     assert "damaged" in caplog.text
 
 
+@pytest.mark.slow  # python -m harness, twice
 def test_a_truncated_stage_artifact_is_recomputed_by_the_next_run(harness_env: dict[str, str], tmp_path: Path) -> None:
     env = harness_env | {"PREFHARNESS_CACHE": str(tmp_path / "cache"), "MLFLOW_EXPERIMENT_NAME": "faults"}
     cmd = [sys.executable, "-m", "harness", "experiment=smoke", "resume=false", f"hydra.run.dir={tmp_path / 'run'}"]
@@ -47,6 +48,7 @@ def test_a_truncated_stage_artifact_is_recomputed_by_the_next_run(harness_env: d
     assert damaged(samples.parent) is None
 
 
+@pytest.mark.slow  # python -m harness
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_mlflow_store_fails_fast(harness_env: dict[str, str], tmp_path: Path) -> None:
     locked = tmp_path / "readonly"
@@ -54,6 +56,7 @@ def test_unwritable_mlflow_store_fails_fast(harness_env: dict[str, str], tmp_pat
     _refused_store(f"sqlite:///{locked / 'mlflow.db'}", harness_env, tmp_path)
 
 
+@pytest.mark.slow  # python -m harness
 def test_mlflow_store_under_a_file_fails_fast(harness_env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "notadir").write_text("a file where the store's directory should be")
     _refused_store(f"sqlite:///{tmp_path / 'notadir' / 'mlflow.db'}", harness_env, tmp_path)
@@ -69,6 +72,7 @@ def _refused_store(uri: str, harness_env: dict[str, str], tmp_path: Path) -> Non
     assert not (tmp_path / "cache" / "artifacts").exists()
 
 
+@pytest.mark.slow  # python -m harness
 def test_a_non_finite_loss_fails_the_run_and_keeps_the_last_checkpoint(harness_env: dict[str, str],
                                                                         tmp_path: Path) -> None:
     import mlflow
@@ -91,6 +95,7 @@ class _Payload:
         return (os.system, ("touch PWNED",))
 
 
+@pytest.mark.slow  # python -m harness
 @pytest.mark.parametrize("content", ["truncated", "pickled_code"])
 def test_a_bad_checkpoint_is_never_executed_and_training_starts_over(content: str, harness_env: dict[str, str],
                                                                      tmp_path: Path) -> None:
@@ -138,6 +143,7 @@ def full_disk(tmp_path: Path):  # noqa: ANN201
     subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow  # python -m harness
 def test_a_full_disk_fails_fast_and_leaves_nothing_half_written(full_disk: Path, harness_env: dict[str, str],
                                                                  tmp_path: Path) -> None:
     env = harness_env | {"PREFHARNESS_CACHE": str(full_disk / "cache"), "MLFLOW_EXPERIMENT_NAME": "full"}

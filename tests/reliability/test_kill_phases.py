@@ -11,6 +11,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+pytestmark = pytest.mark.slow  # the CLI in subprocesses (python -m harness, killed and rerun): the slow tier
+
 ARGS = ["experiment=smoke", "loss=ppo", "loss.method.episodes=32"]
 MARKERS = {"sampling": "artifact samples/", "evaluation": "evaluate: "}
 
@@ -21,6 +23,7 @@ def runs(env: dict[str, str], experiment: str) -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
+@pytest.mark.timeout(600)  # three PPO runs
 @pytest.mark.parametrize("phase", sorted(MARKERS))
 def test_kill_resumes_to_the_uninterrupted_result(phase: str, harness_env: dict[str, str], tmp_path: Path) -> None:
     env = harness_env | {"MLFLOW_EXPERIMENT_NAME": f"kill-{phase}", "PREFHARNESS_CACHE": str(tmp_path / "cache")}

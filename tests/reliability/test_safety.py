@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the CLI in subprocesses (python -m harness): the slow tier
+
 
 def test_target_keys_in_label_and_data_files_stay_data(harness_env: dict[str, str], tmp_path: Path) -> None:
     pwned = tmp_path / "PWNED"

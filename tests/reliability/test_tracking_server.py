@@ -48,6 +48,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a server started twice and a job: over a minute
 def test_runs_through_a_tracking_server_that_restarts(harness_env: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
