@@ -51,12 +51,15 @@ def test_the_loss_group_has_objectives() -> None:
 
 
 @pytest.mark.parametrize("loss", OBJECTIVES)
-def test_objective_runs_in_process(loss: str, cache_dir: Path, tmp_path: Path) -> None:
+def test_objective_runs_in_process(loss: str, cache_dir: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"in-process-{loss}"
     overrides = ["experiment=smoke", f"loss={loss}", *SMALL.get(loss, []),
                  f"logger.experiment_name={name}", f"paths.cache_dir={cache_dir}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
+    for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # set by seed_everything: unset again after the test
+        monkeypatch.setenv(key, "")
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # as the CLI does
     exp = build_experiment(cfg, tmp_path / "run")
     metrics = run_experiment(exp)
