@@ -107,6 +107,11 @@ class TrainSettings:
     checkpoint_every: int
     bucket: int
 
+    # The policy's optimiser and data: what a method that does not train the policy on labelled
+    # data (PPO, best-of-n, the reward model alone) does not read.
+    POLICY_KEYS: ClassVar[tuple[str, ...]] = ("train.lr", "train.batch_size", "train.weight_decay",
+                                              "train.warmup_steps", "train.val_fraction")
+
     def __post_init__(self) -> None:
         check("train.lr", self.lr > 0, "a learning rate > 0", self.lr)
         check("train.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)

@@ -12,16 +12,11 @@ import torch
 
 from harness.data.collate import pack
 from harness.errors import InputError
-from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext
+from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import reward_scores
 from harness.models.reward import RewardModel
 from harness.progress import ProgressBar
 from harness.stages import eval_samples, reward_model
-
-# The policy is not trained: the offline training settings are not read (the reward model's
-# are loss.reward_model.*).
-POLICY_TRAIN_KEYS = ("train.lr", "train.batch_size", "train.weight_decay", "train.warmup_steps",
-                     "train.val_fraction")
 
 
 @dataclass
@@ -55,7 +50,8 @@ class BestOfNPolicy(EvalPolicy):
 class BestOfN(Method):
     """`loss=best_of_n`: `n` samples per eval prompt, the reward model's favourite kept."""
 
-    ignores: ClassVar[tuple[str, ...]] = POLICY_TRAIN_KEYS
+    # The policy is not trained (the reward model's settings are loss.reward_model.*).
+    ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
 
     reward_model: RewardModelSettings
     n: int

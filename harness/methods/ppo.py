@@ -9,7 +9,7 @@ import torch
 
 from harness.cache import stage_seed
 from harness.data.resumable import ResumableBatches
-from harness.experiment import EvalPolicy, Method, PPOSettings, RewardModelSettings, TrainContext
+from harness.experiment import EvalPolicy, Method, PPOSettings, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import SampledPolicy
 from harness.models.loading import load_causal_lm
 from harness.modules.ppo import PPOModule
@@ -17,17 +17,14 @@ from harness.rl.kl_control import AdaptiveKL, FixedKL
 from harness.stages import reward_model
 from harness.training import fit
 
-# Offline training settings PPO does not read: its optimiser and batches are loss.method.settings.
-OFFLINE_TRAIN_KEYS = ("train.lr", "train.batch_size", "train.weight_decay", "train.warmup_steps",
-                      "train.val_fraction")
-
 
 @dataclass
 class PPO(Method):
     """Reward model, then PPO with a per-token KL penalty (fixed or adaptive β) for `episodes`
     rollouts in all. Gradients are clipped at `trainer.gradient_clip_val`."""
 
-    ignores: ClassVar[tuple[str, ...]] = OFFLINE_TRAIN_KEYS
+    # Its optimiser and batches are loss.method.settings.
+    ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
 
     reward_model: RewardModelSettings
     settings: PPOSettings

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext
-from harness.methods.best_of_n import POLICY_TRAIN_KEYS
+from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import InitialPolicy
 from harness.stages import reward_model
 
@@ -20,7 +19,7 @@ class RewardModelOnly(Method):
     the same settings load it instead of training it again.
     """
 
-    ignores: ClassVar[tuple[str, ...]] = POLICY_TRAIN_KEYS
+    ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
 
     reward_model: RewardModelSettings
 
