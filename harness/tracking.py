@@ -7,9 +7,16 @@ says otherwise, so `mlflow ui` started in the same directory shows the runs.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -22,6 +29,11 @@ from mlflow.tracking import MlflowClient
 from harness.errors import InputError
 
 MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
+STORE_WAIT_VAR = "PREFHARNESS_STORE_WAIT"  # seconds to wait for an MLflow server that does not answer yet
+STORE_WAIT_DEFAULT = 30.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+log = logging.getLogger(__name__)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -37,6 +49,43 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def store_wait() -> float:
+    """Seconds to wait for an MLflow server that does not answer (PREFHARNESS_STORE_WAIT)."""
+    raw = os.environ.get(STORE_WAIT_VAR, "").strip()
+    if not raw:
+        return STORE_WAIT_DEFAULT
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not (math.isfinite(wait) and wait >= 0):
+        raise InputError(f"{STORE_WAIT_VAR}={raw!r}: expected a number of seconds ≥ 0 "
+                         f"(default {STORE_WAIT_DEFAULT:g})")
+    return wait
+
+
+def _health(url: str, timeout: float) -> str | None:
+    """None if an MLflow server answers at `url` (its /health), else why not, in a few words.
+    A server that answers 4xx is there (a proxy's login, say): the client's own calls say more."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) only
+            status = response.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    except urllib.error.URLError as err:
+        reason = err.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return f"no answer within {timeout:g} s"
+        return reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
+    except (TimeoutError, socket.timeout):
+        return f"no answer within {timeout:g} s"
+    except (OSError, ValueError) as err:
+        return " ".join(str(err).split())[:200] or type(err).__name__
+    if status >= 500:
+        return f"{url} answered HTTP {status}"
+    return None
+
+
 class RunTracker:
     def __init__(
         self,
@@ -45,6 +94,8 @@ class RunTracker:
         tracking_uri: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        # Before the client: given a directory, MlflowClient retries for ~2 minutes before failing.
+        self._check_sqlite_path()
         try:
             with self._store_lock():  # a client creates (migrates) a fresh store when it starts
                 self.client = MlflowClient(self.tracking_uri)
@@ -54,6 +105,90 @@ class RunTracker:
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.run_id: str | None = None
+
+    def _unusable(self, why: str) -> InputError:
+        return InputError(f"MLflow store {self.tracking_uri} (MLFLOW_TRACKING_URI) is not usable: {why}")
+
+    def _sqlite_path(self) -> Path | None:
+        """The file of an SQLite store (sqlite:///relative or sqlite:////absolute), else None."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return None
+        path = self.tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+
+    def _check_sqlite_path(self) -> None:
+        """An SQLite store's file and directory, checked on the file system: each of these would
+        otherwise fail only after the client's retries, or with a traceback."""
+        path = self._sqlite_path()
+        if path is None:
+            return
+        try:
+            self._check_sqlite_file(path)
+        except OSError as err:  # e.g. a directory on the way that we may not search
+            raise self._unusable(f"{path}: {err.strerror or err}") from err
+
+    def _check_sqlite_file(self, path: Path) -> None:
+        if path.is_dir():
+            raise self._unusable(f"{path} is a directory, expected an SQLite file")
+        if path.exists():
+            if not path.is_file():
+                raise self._unusable(f"{path} is not a regular file, expected an SQLite file")
+            with path.open("rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+            if head and head != SQLITE_HEADER:  # an empty file is an empty database
+                raise self._unusable(f"{path} is not an SQLite database")
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise self._unusable(f"{path} is not writable")
+        # The nearest existing directory above it (MLflow creates the missing ones) must be one,
+        # and writable: SQLite writes its journal, and we the lock file, next to the store.
+        parent = path.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise self._unusable(f"{parent} is a file, expected a directory to hold {path.name}")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise self._unusable(f"directory {parent} is not writable")
+
+    def check(self) -> None:
+        """The store usable, before anything expensive: an SQLite file that can be one, a
+        server that answers (a bounded, announced wait: PREFHARNESS_STORE_WAIT seconds, default
+        30), and an experiment of this name that is not deleted. Creates nothing: neither the
+        experiment nor a run. Raises InputError with one line otherwise."""
+        self._check_sqlite_path()
+        if self.tracking_uri.startswith(("http://", "https://")):
+            self._wait_for_server()
+        try:
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+        except Exception as err:
+            raise self._unusable(" ".join(str(err).split())[:300]) from err
+        if experiment is not None:
+            self._refuse_deleted(experiment)
+
+    def _wait_for_server(self) -> None:
+        wait = store_wait()
+        url = self.tracking_uri.rstrip("/") + "/health"
+        deadline = time.monotonic() + wait
+        reason = _health(url, timeout=2.0)
+        if reason is None:
+            return
+        if wait > 0:
+            log.warning("waiting up to %s s for the MLflow server at %s (MLFLOW_TRACKING_URI; %s sets the wait): %s",
+                        f"{wait:g}", self.tracking_uri, STORE_WAIT_VAR, reason)
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.5, left))
+            reason = _health(url, timeout=max(0.2, min(2.0, deadline - time.monotonic())))
+            if reason is None:
+                return
+        raise InputError(f"MLflow server {self.tracking_uri} (MLFLOW_TRACKING_URI) did not answer within {wait:g} s: "
+                         f"{reason}; start it or point MLFLOW_TRACKING_URI elsewhere")
+
+    def _refuse_deleted(self, experiment: Any) -> None:
+        if experiment.lifecycle_stage == "deleted":
+            exp_id = experiment.experiment_id
+            raise InputError(
+                f"MLflow experiment {self.experiment_name!r} exists but is deleted (id {exp_id}); restore it with "
+                f"`mlflow experiments restore --experiment-id {exp_id}` or choose another name "
+                "(logger.experiment_name or MLFLOW_EXPERIMENT_NAME)")
 
     def _store_lock(self) -> FileLock | nullcontext:
         # A fresh SQLite store is created (schema migrations) by its first client: jobs of a
@@ -66,12 +201,17 @@ class RunTracker:
         try:
             with self._store_lock():
                 experiment = self.client.get_experiment_by_name(self.experiment_name)
-                if experiment is not None:
-                    return experiment.experiment_id
-                try:
-                    return self.client.create_experiment(self.experiment_name)
-                except MlflowException:  # created meanwhile by a job on another machine
-                    return self.client.get_experiment_by_name(self.experiment_name).experiment_id
+                if experiment is None:
+                    try:
+                        return self.client.create_experiment(self.experiment_name)
+                    except MlflowException:  # created meanwhile by a job on another machine (or deleted)
+                        experiment = self.client.get_experiment_by_name(self.experiment_name)
+                        if experiment is None:
+                            raise
+                self._refuse_deleted(experiment)
+                return experiment.experiment_id
+        except InputError:
+            raise
         except Exception as err:
             raise InputError(f"MLflow store {self.tracking_uri} is not usable: {err}") from err
 

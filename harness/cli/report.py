@@ -48,6 +48,17 @@ def parse_tags(items: Sequence[str], p: argparse.ArgumentParser) -> dict[str, st
     return tags
 
 
+def check_out(out: Path) -> None:
+    """--out must be a directory or a path one can create as such: refused before any run is read."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: expected a directory (or a new path), found a file")
+    above = out.absolute().parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise InputError(f"--out {out}: expected a directory (or a new path), but {above} is a file")
+
+
 def command_line(selection: Selection, out: str) -> str:
     """The command that regenerates this report, with the store spelled out (the environment
     that supplied it may be gone when someone reruns it)."""
@@ -68,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     selection = Selection(tracking_uri=args.tracking_uri or mlflow.get_tracking_uri(),
                           experiments=tuple(args.experiment), filter=args.filter, tags=parse_tags(args.tag, p))
     try:
+        check_out(Path(args.out))
         runs, excluded = load_runs(selection)
         lines = write_report(runs, excluded, Path(args.out),
                              Provenance(command_line(selection, args.out), selection.describe()))
