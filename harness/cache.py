@@ -24,6 +24,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from harness.errors import InputError
+
 COMPLETE = ".complete"
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,44 @@ def _digest(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def content_digest(path: Path, memo: Path) -> str:
+    """SHA-256 of what `path` holds: a file's bytes, or a directory's files (relative names and
+    bytes). The digest of each file is remembered under `memo`, keyed by its path, size,
+    modification time and inode, so an unchanged multi-GB model is not read again and an edited
+    file is. Part of a job's identity: an edited input is a new job."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    try:
+        memo.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            st = f.stat()
+            key = hashlib.sha256(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
+            known = memo / key
+            digest = known.read_text() if known.exists() else ""
+            if len(digest) != 64:
+                digest = _digest(f)
+                tmp = known.with_name(f".{key}.tmp-{os.getpid()}")
+                tmp.write_text(digest)
+                os.replace(tmp, known)
+            h.update(f"{f.relative_to(path) if f != path else f.name}\0{digest}\n".encode())
+    except PermissionError as err:
+        raise InputError(f"{err.filename}: cannot read it: {err.strerror}") from None
+    return h.hexdigest()
+
+
+def check_cache_dir(path: Path) -> None:
+    """The artifact cache is a directory this process can write, created if absent."""
+    where = f"paths.cache_dir={path} (PREFHARNESS_CACHE)"
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{where}: expected a directory, found a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{where}: cannot create it: {err.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"{where}: cannot write to it: permission denied")
 
 
 def _manifest(root: Path) -> dict[str, str]:

@@ -25,6 +25,7 @@ from harness.models.sources import Corpus
 from harness.progress import ProgressBar
 from harness.tasks.base import Example, Task
 from harness.tracking import RunTracker
+from harness.typecheck import check_fields
 
 
 def check(key: str, ok: bool, expected: str, found: Any) -> None:
@@ -42,6 +43,7 @@ class SamplingSettings:
     batch_size: int
 
     def __post_init__(self) -> None:
+        check_fields(self, "sampling")
         check("sampling.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
         check("sampling.top_p", 0 < self.top_p <= 1, "a probability in (0, 1]", self.top_p)
         check("sampling.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
@@ -59,6 +61,7 @@ class LabelSettings:
     desirable_fraction: float
 
     def __post_init__(self) -> None:
+        check_fields(self, "labels")
         check("labels.n", self.n >= 1, "an integer ≥ 1", self.n)
         check("labels.k", self.k >= 2, "an integer ≥ 2", self.k)
         check("labels.desirable_fraction", 0 < self.desirable_fraction <= 1, "a fraction in (0, 1]",
@@ -85,6 +88,7 @@ class InitSettings:
     SFT_ONLY: ClassVar[tuple[str, ...]] = ("init.n", "init.lr", "init.epochs", "init.batch_size")
 
     def __post_init__(self) -> None:
+        check_fields(self, "init")
         check("init.policy", self.policy in INIT_POLICIES, f"one of {', '.join(INIT_POLICIES)}", self.policy)
         check("init.n", self.n is None or self.n >= 1, "null or an integer ≥ 1", self.n)
         check("init.lr", self.lr > 0, "a learning rate > 0", self.lr)
@@ -113,6 +117,7 @@ class TrainSettings:
                                               "train.warmup_steps", "train.val_fraction")
 
     def __post_init__(self) -> None:
+        check_fields(self, "train")
         check("train.lr", self.lr > 0, "a learning rate > 0", self.lr)
         check("train.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
         check("train.weight_decay", self.weight_decay >= 0, "a value ≥ 0", self.weight_decay)
@@ -131,6 +136,7 @@ class EvalSettings:
     batch_size: int
 
     def __post_init__(self) -> None:
+        check_fields(self, "eval")
         check("eval.n_prompts", self.n_prompts is None or self.n_prompts >= 1, "null or an integer ≥ 1", self.n_prompts)
         check("eval.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
         check("eval.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
@@ -154,6 +160,7 @@ class RewardModelSettings:
 
     def __post_init__(self) -> None:
         key = "loss.reward_model"
+        check_fields(self, key)
         check(f"{key}.pooling", self.pooling in POOLINGS, f"one of {', '.join(POOLINGS)}", self.pooling)
         check(f"{key}.lr", self.lr > 0, "a learning rate > 0", self.lr)
         check(f"{key}.head_lr", self.head_lr is None or self.head_lr > 0, "null or a learning rate > 0", self.head_lr)
@@ -161,6 +168,15 @@ class RewardModelSettings:
         check(f"{key}.epochs", self.epochs >= 1, "an integer ≥ 1", self.epochs)
         check(f"{key}.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
         check(f"{key}.val_fraction", 0 < self.val_fraction < 1, "a fraction in (0, 1)", self.val_fraction)
+
+    def check_budget(self, n: int) -> int:
+        """The comparisons held out of `n` to validate the reward model; refused when none would
+        be left to train it."""
+        n_val = max(1, int(round(n * self.val_fraction)))
+        if n - n_val < 1:
+            raise InputError(f"labels.n={n}: a reward model needs at least one comparison to train on besides the "
+                             f"{n_val} loss.reward_model.val_fraction={self.val_fraction} holds out; raise labels.n")
+        return n_val
 
 
 @dataclass(frozen=True)
@@ -184,6 +200,7 @@ class PPOSettings:
 
     def __post_init__(self) -> None:
         key = "loss.method.settings"
+        check_fields(self, key)
         for name in ("rollout_batch", "minibatch", "ppo_epochs", "max_new_tokens"):
             check(f"{key}.{name}", getattr(self, name) >= 1, "an integer ≥ 1", getattr(self, name))
         for name in ("clip_eps", "vf_clip_eps", "temperature", "lr"):
@@ -198,6 +215,11 @@ class ModelSource(Protocol):
     local Hugging Face directory, converting or building it in the cache the first time."""
 
     def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path: ...
+
+    def inputs(self) -> dict[str, Path]:
+        """Local files or directories it reads, by the setting that names them (their content
+        is part of a job's identity)."""
+        ...
 
 
 class EvalPolicy:
@@ -226,8 +248,9 @@ class Method:
 
     ignores: ClassVar[tuple[str, ...]] = ()
 
-    def check(self, task_name: str, examples: Sequence[Example]) -> None:
-        """Refuse (InputError) data this method cannot train on; called by `prepare`."""
+    def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
+        """Refuse (InputError) settings or data (the `labels.n` examples to be labelled) this
+        method cannot train on; called by `pipeline.check`, before any run or artifact."""
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         raise NotImplementedError

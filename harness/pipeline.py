@@ -1,6 +1,7 @@
 """One experiment, stage after stage, as one MLflow run.
 
-prepare (inputs checked and loaded: bad input stops here, before any run or artifact) →
+check (every input, without the weights: bad input stops here, before any run or artifact) →
+prepare (the weights) →
 [sft_policy] → samples → labels (or a file's comparisons) → eval_initial → train (the loss's
 `Method`, harness/methods/) → evaluate (held-out prompts) → MLflow. The stages themselves and
 their cache keys are in stages.py; this module only runs them in order, under a per-job lock
@@ -12,25 +13,36 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
+from transformers import AutoConfig
 
 from harness import stages
 from harness.cache import ArtifactCache
-from harness.errors import InputError
+from harness.errors import InputError, Stopped
 from harness.eval.evaluate import evaluate_policy
 from harness.eval.metrics import mean_ci
 from harness.experiment import Experiment, Prepared, TrainContext
-from harness.models.loading import freeze_lower_layers, load_causal_lm
+from harness.labelers.file import FileExamples
+from harness.models.loading import check_model_dir, freeze_lower_layers, load_causal_lm, load_tokenizer
 from harness.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-def prepare(exp: Experiment) -> Prepared:
-    """Load the prompts and the initial policy and check that they fit together."""
+def check(exp: Experiment) -> Prepared:
+    """Every input checked, before any run or artifact and without loading the weights: the
+    MLflow store (a bounded, announced wait for a server), the prompts and labels against the
+    budget and the method, the model directory, and every text against the model's context.
+    Returns the inputs loaded so far (`policy` is None); a sweep checks each point with this
+    before launching any."""
+    exp.tracker.check()
     task, n = exp.task, exp.labels.n
+    if task.max_new_tokens < 1:
+        raise InputError(f"task.max_new_tokens: expected an integer ≥ 1, got {task.max_new_tokens}")
     imported = exp.labeler.as_examples()
     source = getattr(exp.labeler, "path", exp.labeler.name)  # where imported comparisons come from
     if imported is not None:
@@ -40,30 +52,69 @@ def prepare(exp: Experiment) -> Prepared:
                 "with, e.g. labeler@judge=sentiment_panel"
             )
         train_examples = imported.examples
+        k = len(imported.candidates[0])
+        if k != exp.labels.k:
+            raise InputError(f"labels.k={exp.labels.k}, but {source} compares {k} responses per line; set labels.k={k}")
     else:
         train_examples = task.examples("train")
-    exp.method.check(task.name, train_examples[:n])  # a method's own checks of the data, before any run
     if n > len(train_examples):
         where = f"comparisons in {source}" if imported else f"train prompts of task {task.name}"
         raise InputError(f"labels.n={n} is larger than the {len(train_examples)} {where}")
-    eval_examples = task.examples("eval")[: exp.eval.n_prompts]
+    train_examples = train_examples[:n]
+    exp.method.check(exp, train_examples)  # a method's own checks of the data
+    eval_examples = task.examples("eval")
+    if exp.eval.n_prompts is not None:
+        if exp.eval.n_prompts > len(eval_examples):
+            raise InputError(f"eval.n_prompts={exp.eval.n_prompts} is larger than the {len(eval_examples)} eval "
+                             f"prompts of task {task.name}; lower it, or null for all of them")
+        eval_examples = eval_examples[: exp.eval.n_prompts]
     if exp.init.policy == "sft":
         missing = [e.id for e in task.examples("train")[: exp.init.n] if not e.reference]
         if missing:
             raise InputError(f"init.policy=sft fine-tunes on the task's references, but task {task.name} has none "
                              f"(e.g. {missing[0]}); use init.policy=base")
     policy_dir = exp.model_source.materialize(exp.cache_dir, lambda: (e.prompt for e in task.examples("train")))
-    policy, tokenizer = load_causal_lm(policy_dir)
-    freeze_lower_layers(policy, exp.trainable_layers)  # checked now, before any stage runs
-    context = stages.context_length(policy)
-    train_examples = train_examples[:n]
+    check_model_dir(policy_dir)
+    config, tokenizer = AutoConfig.from_pretrained(policy_dir), load_tokenizer(policy_dir)
+    layers = getattr(config, "num_hidden_layers", None)
+    if exp.trainable_layers is not None and layers is not None and not 1 <= exp.trainable_layers <= layers:
+        raise InputError(f"model.trainable_layers={exp.trainable_layers}: expected 1..{layers} or null")
+    context = stages.context_length(config)
+    train_ids = stages.encode_prompts(tokenizer, train_examples, task.max_new_tokens, context)
+    if imported:
+        check_imported(imported, train_ids, tokenizer, context, source)
     return Prepared(
-        train_examples, eval_examples, policy_dir, policy, tokenizer,
-        stages.encode_prompts(tokenizer, train_examples, task.max_new_tokens, context),
+        train_examples, eval_examples, policy_dir, None, tokenizer, train_ids,
         stages.encode_prompts(tokenizer, eval_examples, task.max_new_tokens, context),
         imported,
         hashlib.sha256(Path(source).expanduser().read_bytes()).hexdigest() if imported else "",
     )
+
+
+def check_imported(imported: FileExamples, train_ids: list[list[int]], tokenizer: Any, context: int, source: str) -> None:
+    """A file's comparisons fit the model's context, and some are not ties."""
+    ties = 0
+    for i, prompt in enumerate(train_ids):
+        responses = imported.candidates[i]
+        longest = max(len(tokenizer(r, add_special_tokens=False).input_ids) for r in responses)
+        if len(prompt) + longest > context:
+            meta = imported.examples[i].meta
+            raise InputError(f"{meta.get('file', source)}:{meta.get('line', i + 1)}: responses: expected a prompt and "
+                             f"responses within the model's context of {context} tokens, found {len(prompt)} + "
+                             f"{longest} tokens")
+        chosen = responses[imported.choices[i]]
+        ties += all(r == chosen for r in responses)
+    if ties == len(train_ids):
+        raise InputError(f"{source}: every one of the {ties} comparisons used (labels.n) has identical responses: "
+                         "ties carry no preference, nothing to train on")
+
+
+def prepare(exp: Experiment) -> Prepared:
+    """The checked inputs (`check`) and the initial policy's weights."""
+    prepared = check(exp)
+    policy, _ = load_causal_lm(prepared.policy_dir)
+    freeze_lower_layers(policy, exp.trainable_layers)
+    return replace(prepared, policy=policy)
 
 
 def run_experiment(exp: Experiment) -> dict[str, float]:
@@ -95,7 +146,8 @@ def _tracked(exp: Experiment, prepared: Prepared, key: str | None) -> dict[str, 
         exp.tracker.log_text(exp.config_yaml, "config.yaml")
         metrics = _run_stages(exp, prepared)
     except BaseException as err:
-        exp.tracker.end("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        # Stopped by a signal or Ctrl-C: KILLED (the same command resumes it); anything else FAILED.
+        exp.tracker.end("KILLED" if isinstance(err, (KeyboardInterrupt, Stopped)) else "FAILED")
         raise
     exp.tracker.end("FINISHED")
     return metrics

@@ -69,8 +69,9 @@ def encode_prompts(tokenizer: Any, examples: Sequence[Example], max_new_tokens: 
     return ids
 
 
-def context_length(policy: Any) -> int:
-    return int(getattr(policy.config, "max_position_embeddings", 1 << 30))
+def context_length(config: Any) -> int:
+    """Tokens the model attends over (its config's max_position_embeddings)."""
+    return int(getattr(config, "max_position_embeddings", 1 << 30))
 
 
 def model_keys(exp: Experiment) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def sft_policy(exp: Experiment, prep: Prepared, cache: ArtifactCache) -> Prepare
 
     def build(out: Path) -> None:
         examples = exp.task.examples("train")[: exp.init.n]
-        prompts = encode_prompts(prep.tokenizer, examples, exp.task.max_new_tokens, context_length(prep.policy))
+        prompts = encode_prompts(prep.tokenizer, examples, exp.task.max_new_tokens, context_length(prep.policy.config))
         log.info("init.policy=sft: fine-tuning on %d references", len(examples))
         policy = supervised_fine_tune(prep.policy, prep.tokenizer, prompts, [e.reference or "" for e in examples],
                                       exp.init, exp.trainer_kwargs, stage_seed(exp.seed, "init_sft"))
@@ -284,9 +285,7 @@ def reward_model(ctx: TrainContext, settings: RewardModelSettings) -> RewardMode
     spec = reward_model_spec(exp, labelled)
     groups = [ComparisonGroup(tuple(p), tuple(tuple(r) for r in g), c)
               for p, g, c in zip(labelled.prompt_ids, labelled.responses, labelled.choices)]
-    n_val = max(1, int(round(len(groups) * settings.val_fraction)))
-    if len(groups) - n_val < 1:
-        raise InputError(f"labels.n={exp.labels.n}: too few comparisons to train a reward model")
+    n_val = settings.check_budget(len(groups))
     seed = stage_seed(exp.seed, "reward_model")
     rm_key = config_hash(spec) if exp.run_key else ""  # checkpoints only for runs that can resume
 

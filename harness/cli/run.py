@@ -5,20 +5,25 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue, OmegaConfBaseException
 
-from harness.cache import config_hash
-from harness.errors import InputError
+from harness.cache import check_cache_dir, config_hash, content_digest
+from harness.errors import InputError, Stopped
 from harness.experiment import (
     EvalSettings,
     Experiment,
@@ -28,8 +33,9 @@ from harness.experiment import (
     SamplingSettings,
     TrainSettings,
 )
-from harness.pipeline import run_experiment
+from harness.pipeline import check, run_experiment
 from harness.tracking import RunTracker, flatten
+from harness.typecheck import check_arguments, check_value
 
 # The configs ship inside the package (harness/conf), so an installed `harness` finds them;
 # users add their own groups with hydra.searchpath.
@@ -48,12 +54,79 @@ DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 NOT_IDENTITY = ("logger", "threads", "resume", "paths")
 
 
-def run_key(cfg: DictConfig, tracker: RunTracker) -> str:
+def run_key(cfg: DictConfig, tracker: RunTracker, inputs: dict[str, str] | None = None) -> str:
     """The job's identity: a hash of its resolved config, without the keys that do not change
-    results, and of where it is logged; the sweep's name counts (the same config in two sweeps
-    is two jobs, and so is the same config in two MLflow experiments)."""
+    results, of where it is logged, and of the content of every local file it reads (`inputs`:
+    setting → digest), so an edited label file, dataset or model directory is a new job, never
+    the old run or its checkpoints. The sweep's name counts (the same config in two sweeps is
+    two jobs, and so is the same config in two MLflow experiments)."""
     config = {k: v for k, v in _plain(cfg).items() if k not in NOT_IDENTITY}
-    return config_hash({"config": config, "mlflow": [tracker.tracking_uri, tracker.experiment_name]})
+    spec = {"config": config, "mlflow": [tracker.tracking_uri, tracker.experiment_name]}
+    return config_hash(spec | ({"inputs": inputs} if inputs else {}))
+
+
+SEED_RANGE = 2**32  # numpy's seeds, which Lightning's seed_everything sets
+INTERPOLATION = re.compile(r"^\$\{([\w.]+)\}$")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """The composed config against the types the code declares (harness/typecheck.py), before
+    anything is built: the top-level keys, every `_target_`'s arguments, lightning.Trainer's;
+    values Hydra left unset (???) are refused by name. Settings dataclasses check their own
+    fields when built."""
+    check_value("seed", cfg.seed, int)
+    if not 0 <= cfg.seed < SEED_RANGE:
+        raise InputError(f"seed: expected an integer in 0..{SEED_RANGE - 1}, got {cfg.seed}")
+    check_value("threads", cfg.threads, int | None)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise InputError(f"threads: expected an integer ≥ 1 (or null: all cores), got {cfg.threads}")
+    check_value("resume", cfg.resume, bool)
+    # Plain keys the code reads directly (the rest are a settings dataclass's or a _target_'s).
+    for key, hint in (("model.trainable_layers", int | None), ("paths.cache_dir", str),
+                      ("logger.experiment_name", str), ("logger.run_name", str | None),
+                      ("logger.tracking_uri", str | None)):
+        check_value(key, OmegaConf.select(cfg, key), hint)
+    _check_node(cfg, "")
+    trainer = _plain(cfg.trainer)
+    check_arguments(L.Trainer, trainer, key=lambda name: f"trainer.{name}")
+    for name in ("max_steps", "max_epochs"):
+        value = trainer.get(name)
+        if value is not None and value != -1 and value < 1:
+            raise InputError(f"trainer.{name}: expected -1 (no limit) or an integer ≥ 1, got {value}")
+
+
+def _source_key(node: DictConfig | ListConfig, key: Any, full: str) -> str:
+    """The setting a user edits for node[key]: the key an interpolation like ${loss.beta} reads."""
+    if OmegaConf.is_interpolation(node, key):
+        match = INTERPOLATION.match(str(node._get_node(key)._value()))
+        if match:
+            return match.group(1)
+    return full
+
+
+def _check_node(node: DictConfig | ListConfig, path: str) -> None:
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    arguments: dict[str, Any] = {}
+    for key in keys:
+        if path == "" and key == "hydra":
+            continue
+        full = f"{path}.{key}" if path else str(key)
+        try:
+            value = node[key]
+        except (MissingMandatoryValue, InterpolationToMissingValueError):
+            name = _source_key(node, key, full)
+            raise InputError(f"{name}: a value is required and none was given; add {name}=… to the command line") from None
+        if isinstance(value, (DictConfig, ListConfig)):
+            if not OmegaConf.is_interpolation(node, key):  # checked where it is defined
+                _check_node(value, full)
+        elif isinstance(key, str) and not key.startswith("_"):
+            arguments[key] = value
+    if isinstance(node, DictConfig) and "_target_" in node:
+        try:
+            target = get_object(node._target_)
+        except Exception:
+            raise InputError(f"{path}._target_: expected an importable class or function, got {node._target_!r}") from None
+        check_arguments(target, arguments, key=lambda name: _source_key(node, name, f"{path}.{name}"))
 
 
 def _sweep_tags(cfg: DictConfig) -> dict[str, str]:
@@ -68,9 +141,10 @@ def _sweep_tags(cfg: DictConfig) -> dict[str, str]:
     return tags
 
 
-def _instantiate(node: DictConfig) -> object:
+def _instantiate(node: DictConfig, key: str) -> Any:
     """hydra's instantiate, letting our own InputError through: Hydra wraps whatever a
-    constructor raises, and a bad value deserves one line, not a wrapped traceback."""
+    constructor raises, and a bad value deserves one line, not a wrapped traceback. A key the
+    constructor does not take (given with +) is refused the same way."""
     try:
         return instantiate(node)
     except InstantiationException as err:
@@ -79,14 +153,14 @@ def _instantiate(node: DictConfig) -> object:
             cause = cause.__cause__
         if cause is not None:
             raise cause from None
+        if isinstance(err.__cause__, TypeError):
+            raise InputError(f"{key}: {' '.join(str(err.__cause__).split())}; remove it or correct its name") from None
         raise
 
 
 def _given(key: str) -> bool:
     """Whether the command line names `key` (the job's own overrides, sweep points included)."""
-    if not HydraConfig.initialized():
-        return False
-    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
+    return HydraConfig.initialized() and _names(HydraConfig.get().overrides.task, key)
 
 
 def refuse_ignored(cfg: DictConfig, method: Method, given: Callable[[str], bool] = _given) -> None:
@@ -100,16 +174,29 @@ def refuse_ignored(cfg: DictConfig, method: Method, given: Callable[[str], bool]
             raise InputError(f"{key}={OmegaConf.select(cfg, key)}: {why}; remove it")
 
 
-def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
-    """Turn a composed config into typed objects; every `_target_` is instantiated here."""
-    if "beta" in cfg.loss and not (cfg.loss.beta is not None and cfg.loss.beta > 0):
-        raise InputError(f"loss.beta must be > 0, got {cfg.loss.beta}")
-    task = _instantiate(cfg.task)
-    labeler = _instantiate(cfg.labeler)
-    model_source = _instantiate(cfg.model.source)
-    method = _instantiate(cfg.loss.method)
-    refuse_ignored(cfg, method)
-    judge = _instantiate(cfg.judge) if cfg.get("judge") else None
+def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool] = _given) -> Experiment:
+    """Turn a composed config into typed objects, checked (check_config); every `_target_` is
+    instantiated here. `given` says whether the command line names a key."""
+    check_config(cfg)
+    if "beta" in cfg.loss:
+        check_value("loss.beta", cfg.loss.beta, float)
+        if not cfg.loss.beta > 0:
+            raise InputError(f"loss.beta: expected a number > 0, got {cfg.loss.beta}")
+    settings = {"labels": LabelSettings(**_plain(cfg.labels)), "sampling": SamplingSettings(**_plain(cfg.sampling)),
+                "train": TrainSettings(**_plain(cfg.train)), "eval": EvalSettings(**_plain(cfg.eval)),
+                "init": InitSettings(**_plain(cfg.init))}
+    task = _instantiate(cfg.task, "task")
+    labeler = _instantiate(cfg.labeler, "labeler")
+    model_source = _instantiate(cfg.model.source, "model.source")
+    method = _instantiate(cfg.loss.method, "loss.method")
+    refuse_ignored(cfg, method, given)
+    judge = _instantiate(cfg.judge, "judge") if cfg.get("judge") else None
+    cache_dir = Path(cfg.paths.cache_dir).expanduser()
+    check_cache_dir(cache_dir)
+    # What each component reads from local files, by content (part of every key built on it).
+    digests = {part: {key: content_digest(path, cache_dir / "digests") for key, path in component.inputs().items()}
+               for part, component in (("model", model_source), ("task", task), ("labeler", labeler))}
+    inputs = {key: digest for part in digests.values() for key, digest in part.items()}
     tags = {
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
         "labeler": cfg.labeler.name, "seed": str(cfg.seed), "init": cfg.init.policy,
@@ -122,58 +209,145 @@ def build_experiment(cfg: DictConfig, run_dir: Path) -> Experiment:
     tracker = RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri)
     return Experiment(
         task=task, model_source=model_source, labeler=labeler, method=method,
-        labels=LabelSettings(**_plain(cfg.labels)),
-        sampling=SamplingSettings(**_plain(cfg.sampling)),
-        train=TrainSettings(**_plain(cfg.train)),
-        eval=EvalSettings(**_plain(cfg.eval)),
+        **settings,
         trainer_kwargs=_plain(cfg.trainer),
         tracker=tracker,
-        cache_dir=Path(cfg.paths.cache_dir).expanduser(),
-        run_dir=run_dir, seed=int(cfg.seed), trainable_layers=cfg.model.get("trainable_layers"),
+        cache_dir=cache_dir,
+        run_dir=run_dir, seed=cfg.seed, trainable_layers=cfg.model.get("trainable_layers"),
         judge=judge,
-        init=InitSettings(**_plain(cfg.init)),
         # An SFT-initialised policy is another initial policy: every artifact built from it differs.
-        keys={"model": _plain(cfg.model.source) if cfg.init.policy == "base"
-              else {"source": _plain(cfg.model.source), "init": _plain(cfg.init)},
-              "task": _plain(cfg.task), "labeler": _plain(cfg.labeler),
+        keys={"model": _with_inputs(_plain(cfg.model.source), digests["model"]) if cfg.init.policy == "base"
+              else {"source": _with_inputs(_plain(cfg.model.source), digests["model"]), "init": _plain(cfg.init)},
+              "task": _with_inputs(_plain(cfg.task), digests["task"]),
+              "labeler": _with_inputs(_plain(cfg.labeler), digests["labeler"]),
               "reward_model": _plain(cfg.loss.reward_model) if "reward_model" in cfg.loss else None},
-        tags=tags, params=flatten(_plain(cfg)),
+        tags=tags | {f"input.{key}": digest[:16] for key, digest in inputs.items()}, params=flatten(_plain(cfg)),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-        run_key=run_key(cfg, tracker), resume=bool(cfg.resume),
+        run_key=run_key(cfg, tracker, inputs), resume=cfg.resume,
     )
 
 
-@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> dict[str, float]:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Threads: torch defaults to all cores, which oversubscribes parallel sweep jobs.
-    if cfg.get("threads"):
-        import torch
+def _with_inputs(config: dict, digests: dict[str, str]) -> dict:
+    """A component's config and, when it reads local files, their content digests (absent
+    otherwise, so the keys of artifacts built without local inputs stay as they were)."""
+    return config | {"_inputs": digests} if digests else config
 
-        torch.set_num_threads(int(cfg.threads))
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """The one line a user gets for input to fix (exit 2) or a fault (exit 1)."""
+    print(f"harness: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
+def run_job(cfg: DictConfig) -> dict[str, float]:
+    """One job of `harness` (the only one, or one point of a sweep)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # A signal stops the job as an exception (Lightning runs its own SIGTERM handler first), so
+    # the run is marked KILLED and the exit code says so (128 + signal, as shells report it).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        metrics = run_experiment(build_experiment(cfg, run_dir))
+        exp = build_experiment(cfg, run_dir)
+        # Threads: torch defaults to all cores, which oversubscribes parallel sweep jobs.
+        if cfg.threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        metrics = run_experiment(exp)
     except InputError as err:
-        # Bad input is the user's to fix: one line, no traceback.
-        print(f"harness: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(err))  # bad input is the user's to fix: one line, no traceback
+    except Stopped as stop:
+        print(f"harness: stopped by {stop}: its MLflow run (if one had started) is marked KILLED; the same command "
+              "resumes it", file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except OSError as err:
         if err.errno not in DISK_ERRORS:
             raise
         # A full or read-only disk: artifacts are built in temporary directories, so nothing
         # half-written is left to trust; free space (or point PREFHARNESS_CACHE elsewhere) and rerun.
-        print(f"harness: error: cannot write {err.filename or 'to disk'}: {os.strerror(err.errno)}", file=sys.stderr)
-        sys.exit(1)
+        fail(f"cannot write {err.filename or 'to disk'}: {os.strerror(err.errno)}", code=1)
     except FloatingPointError as err:
         # The run is marked FAILED and its last checkpoint kept; lower the learning rate or
         # raise loss.beta and run the same command again.
-        print(f"harness: error: numerical fault: {err}", file=sys.stderr)
-        sys.exit(1)
+        fail(f"numerical fault: {err}", code=1)
     summary = {k: v for k, v in metrics.items() if "_ci95_" not in k}
     log.info("eval: %s", ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
     return metrics
+
+
+# Flags after which Hydra runs nothing (help, --cfg, shell completion) or composes from
+# elsewhere (-cp/-cd); Hydra alone handles those.
+NOT_CHECKED = ("help", "hydra_help", "version", "cfg", "shell_completion", "config_path", "config_dir",
+               "experimental_rerun", "info")
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+    """Before Hydra runs anything: the overrides compose (Hydra's own message, under our first
+    line and exit code), and with -m every point of the sweep is built and checked as its job
+    would be (`pipeline.check`), so a bad point stops the sweep before any job runs."""
+    from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
+
+    args = get_args_parser().parse_args(argv)
+    if any(getattr(args, flag, None) for flag in NOT_CHECKED):
+        return
+    mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
+    with hydra.initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            cfg = loader.load_configuration(args.config_name or "config", list(args.overrides), run_mode=mode)
+        except (HydraException, OmegaConfBaseException) as err:
+            # Hydra's own message (and OmegaConf's cause, as Hydra prints it), under our first line.
+            cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
+            message = "\n".join(str(e).strip() for e in (err, cause) if e) or type(err).__name__
+            override = getattr(err, "override", None)  # a parse error: name the override it is in
+            raise InputError(f"{override}: {message}" if override else message) from None
+        if mode == RunMode.MULTIRUN:
+            _check_sweep(cfg, loader, args.config_name or "config")
+
+
+def _check_sweep(cfg: DictConfig, loader: Any, config_name: str) -> None:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if cfg.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+        log.warning("hydra/sweeper=%s: its points are checked as each job starts", cfg.hydra.sweeper._target_)
+        return
+    # The basic sweeper's own expansion: hydra.sweeper.params, then the command line's overrides.
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
+    task = list(cfg.hydra.overrides.task)
+    parser = OverridesParser.create(config_loader=loader)
+    points = [p for batch in BasicSweeper.split_arguments(parser.parse_overrides(params + task), None) for p in batch]
+    for number, point in enumerate(points, start=1):
+        try:
+            job = loader.load_sweep_config(cfg, list(point))
+            with open_dict(job):  # what the job function gets: the config without hydra's node
+                del job["hydra"]
+            exp = build_experiment(job, Path(str(cfg.hydra.sweep.dir)), given=lambda key, point=point: _names(point, key))
+            check(exp)
+        except (InputError, HydraException, OmegaConfBaseException) as err:
+            changed = " ".join(o for o in point if o not in task) or " ".join(point)
+            raise InputError(f"sweep job {number} of {len(points)} ({changed}): {err}; no job was launched") from None
+    print(f"harness: the {len(points)} jobs of the sweep are checked", file=sys.stderr)
+
+
+def _names(overrides: Sequence[str], key: str) -> bool:
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
+
+
+def main() -> None:
+    """`harness`: the command line checked (check_command_line), then Hydra runs the job(s)."""
+    try:
+        check_command_line(sys.argv[1:])
+    except InputError as err:
+        fail(str(err))
+    run_job()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,3 +34,8 @@ class Labeler:
         """Comparisons that come with their prompts and responses (labelers.file.FileExamples);
         None for labelers that label the policy's samples."""
         return None
+
+    def inputs(self) -> dict[str, Path]:
+        """Local files the labeler reads, by the setting that names them (their content is part
+        of a job's identity); none for a simulated panel."""
+        return {}

@@ -12,11 +12,12 @@ import torch
 
 from harness.data.collate import pack
 from harness.errors import InputError
-from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext, TrainSettings
+from harness.experiment import EvalPolicy, Experiment, Method, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import reward_scores
 from harness.models.reward import RewardModel
 from harness.progress import ProgressBar
 from harness.stages import eval_samples, reward_model
+from harness.tasks.base import Example
 
 
 @dataclass
@@ -59,6 +60,9 @@ class BestOfN(Method):
     def __post_init__(self) -> None:
         if self.n < 1:
             raise InputError(f"loss.n must be ≥ 1, got {self.n}")
+
+    def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
+        self.reward_model.check_budget(len(examples))
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         return BestOfNPolicy(self.n, reward_model(ctx, self.reward_model), ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from harness.cache import stage_seed
@@ -16,6 +17,7 @@ from harness.methods.policies import SampledPolicy
 from harness.models.loading import load_causal_lm
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss, UnpairedLoss
 from harness.stages import ref_kl_logps, ref_logps
+from harness.tasks.base import Example
 from harness.training import fit
 
 REFERENCES = ("cached", "online", "none")
@@ -50,14 +52,36 @@ class OfflinePreference(Method):
             raise InputError("loss.method.balance_weights=true needs a loss with desirable_weight and "
                              "undesirable_weight (KTO)")
 
+    def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
+        """Before the run starts: the split into training and validation prompts (train.val_fraction)
+        and the chosen responses kept (labels.desirable_fraction) leave something to train on.
+        (Identical responses, skipped as ties, are known only once sampled: `fit` checks again.)"""
+        n = len(examples)
+        n_train = n - self.n_val(n, exp)
+        if n_train < 1:
+            raise InputError(f"train.val_fraction={exp.train.val_fraction} holds out all {n} comparisons of "
+                             f"labels.n={exp.labels.n}: none left to train on; lower it or raise labels.n")
+        kept = sum(1 for i in self.kept(n, exp) if i < n_train)
+        if kept == 0:
+            raise InputError(f"labels.desirable_fraction={exp.labels.desirable_fraction} keeps the chosen response of "
+                             f"none of the {n_train} training comparisons (labels.n={exp.labels.n}); raise it")
+
+    @staticmethod
+    def n_val(n: int, exp: Experiment) -> int:
+        return int(round(n * exp.train.val_fraction))  # whole prompts, from the tail
+
+    @staticmethod
+    def kept(n: int, exp: Experiment) -> set[int]:
+        return desirable_prompts(n, exp.labels.desirable_fraction, stage_seed(exp.seed, "desirable"))
+
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
         tokenizer = prep.tokenizer
         n = len(labelled.choices)
-        keep = desirable_prompts(n, exp.labels.desirable_fraction, stage_seed(exp.seed, "desirable"))
+        keep = self.kept(n, exp)
         unknown = [[float("nan")] * len(g) for g in labelled.responses]  # no cached reference
         ref = ref_logps(ctx) if self.reference == "cached" else unknown
-        n_val = int(round(n * exp.train.val_fraction))  # whole prompts, from the tail
+        n_val = self.n_val(n, exp)
         if self.unpaired:
             partners = kl_partners(n, stage_seed(exp.seed, "kl_pairs"))
             ref_kl = ref_kl_logps(ctx, partners) if self.reference == "cached" else unknown
@@ -77,9 +101,9 @@ class OfflinePreference(Method):
             exp.tracker.log_metrics({"labels/pairs": float(len(pairs))})
             loss_fn = self.loss_fn
             collate = PairCollator(tokenizer.pad_token_id)
-        if not train_rows:
-            raise InputError(f"labels.n={exp.labels.n}, labels.desirable_fraction={exp.labels.desirable_fraction}: "
-                             "no training examples left")
+        if not train_rows:  # every training comparison a tie: its responses all identical
+            raise InputError(f"the {n - n_val} training comparisons of labels.n={exp.labels.n} have identical "
+                             "responses to compare (ties carry no preference): nothing to train on")
         data = ListDataModule(train_rows, val_rows, collate, exp.train.batch_size, stage_seed(exp.seed, "train"),
                               bucket=exp.train.bucket)
         reference = load_causal_lm(prep.policy_dir)[0] if self.reference == "online" else None

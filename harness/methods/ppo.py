@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -9,12 +10,13 @@ import torch
 
 from harness.cache import stage_seed
 from harness.data.resumable import ResumableBatches
-from harness.experiment import EvalPolicy, Method, PPOSettings, RewardModelSettings, TrainContext, TrainSettings
+from harness.experiment import EvalPolicy, Experiment, Method, PPOSettings, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import SampledPolicy
 from harness.models.loading import load_causal_lm
 from harness.modules.ppo import PPOModule
 from harness.rl.kl_control import AdaptiveKL, FixedKL
 from harness.stages import reward_model
+from harness.tasks.base import Example
 from harness.training import fit
 
 
@@ -30,6 +32,9 @@ class PPO(Method):
     settings: PPOSettings
     kl: FixedKL | AdaptiveKL
     episodes: int
+
+    def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
+        self.reward_model.check_budget(len(examples))
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         exp, prep = ctx.exp, ctx.prep

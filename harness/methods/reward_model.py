@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.experiment import EvalPolicy, Method, RewardModelSettings, TrainContext, TrainSettings
+from harness.experiment import EvalPolicy, Experiment, Method, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import InitialPolicy
 from harness.stages import reward_model
+from harness.tasks.base import Example
 
 
 @dataclass
@@ -22,6 +24,9 @@ class RewardModelOnly(Method):
     ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
 
     reward_model: RewardModelSettings
+
+    def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
+        self.reward_model.check_budget(len(examples))
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         reward_model(ctx, self.reward_model)

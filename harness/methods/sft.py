@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from harness.cache import stage_seed
 from harness.data.resumable import ResumableBatches
 from harness.errors import InputError
-from harness.experiment import EvalPolicy, Method, TrainContext
+from harness.experiment import EvalPolicy, Experiment, Method, TrainContext
 from harness.methods.policies import SampledPolicy
 from harness.modules.sft import SFTModule
 from harness.tasks.base import Example
@@ -30,12 +30,17 @@ class SFT(Method):
         if self.targets not in TARGETS:
             raise InputError(f"loss.targets={self.targets!r}: expected 'references' or 'chosen'")
 
-    def check(self, task_name: str, examples: Sequence[Example]) -> None:
-        """Before the run starts: references must exist to train on them."""
+    def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
+        """Before the run starts: references must exist to train on them, and a share of the
+        examples must be left to train on after train.val_fraction."""
         missing = [e.id for e in examples if not e.reference]
         if self.targets == "references" and missing:
-            raise InputError(f"loss.targets=references: task {task_name} has no reference for {missing[:3]}…; "
+            raise InputError(f"loss.targets=references: task {exp.task.name} has no reference for {missing[:3]}…; "
                              "use loss.targets=chosen")
+        n_val = int(round(len(examples) * exp.train.val_fraction))
+        if n_val >= len(examples):
+            raise InputError(f"train.val_fraction={exp.train.val_fraction} holds out all {len(examples)} examples of "
+                             f"labels.n={exp.labels.n}: none left to train on; lower it or raise labels.n")
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled

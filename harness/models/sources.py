@@ -72,6 +72,9 @@ class GGUFPackage:
     filename: str | None = None
     assemble: bool = False
 
+    def inputs(self) -> dict[str, Path]:
+        return {}  # a released package: its version pins its content
+
     def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path:
         root = package_dir(self.package, self.install_hint)
         if self.assemble:
@@ -95,6 +98,12 @@ class Pretrained:
     """Any Hugging Face model: a local directory, or a hub name resolved to a snapshot."""
 
     name_or_path: str
+
+    def inputs(self) -> dict[str, Path]:
+        """A local directory is read as it is now: its content is part of a job's identity.
+        A hub name counts by its name alone: pin a revision by downloading it to a directory."""
+        path = Path(self.name_or_path).expanduser()
+        return {"model.name_or_path": path} if path.exists() else {}
 
     def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path:
         path = Path(self.name_or_path).expanduser()
@@ -134,6 +143,9 @@ class TinyRandom:
     num_kv_heads: int = 2
     max_positions: int = 512
     seed: int = 0
+
+    def inputs(self) -> dict[str, Path]:
+        return {}  # built from its settings and the task's prompts
 
     def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path:
         if corpus is None:

@@ -4,6 +4,7 @@ and nothing written: no stage artifact, no MLflow run. Every case is refused bef
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,47 @@ CONFIG_CASES = {
                             ["/nonexistent/labels.jsonl", "no such file"]),
     "file_labels_without_judge": (["labeler=file", "labeler.path={labels}"], ["labeler=file", "labeler@judge"]),
     "dataset_column_missing": (["task.source={dataset}", "task.columns.prompt=review"], ["review", "text"]),
+    # Wrong types: refused by the type the code declares, never coerced (typecheck.py).
+    "labels_n_text": (["labels.n=abc"], ["labels.n", "expected an integer", "'abc'"]),
+    "labels_n_fraction": (["labels.n=10.5"], ["labels.n", "expected an integer", "10.5"]),
+    "beta_text": (["loss.beta=abc"], ["loss.beta", "a finite number", "'abc'"]),
+    "beta_inf": (["loss.beta=inf"], ["loss.beta", "a finite number", "inf"]),
+    "beta_nan": (["loss.beta=nan"], ["loss.beta", "a finite number", "nan"]),
+    "kto_weight_text": (["loss=kto", "loss.desirable_weight=high"], ["loss.desirable_weight", "a finite number"]),
+    "ppo_setting_text": (["loss=ppo", "loss.method.settings.minibatch=4.5"], ["loss.method.settings.minibatch",
+                                                                              "an integer"]),
+    "task_setting_text": (["task.n_train=many"], ["task.n_train", "an integer"]),
+    "trainer_setting_text": (["trainer.log_every_n_steps=often"], ["trainer.log_every_n_steps", "an integer"]),
+    "threads_text": (["threads=abc"], ["threads", "an integer or null", "'abc'"]),
+    "threads_negative": (["threads=-1"], ["threads", "≥ 1", "-1"]),
+    "threads_zero": (["threads=0"], ["threads", "≥ 1", "got 0"]),
+    "seed_negative": (["seed=-1"], ["seed", "0..4294967295", "-1"]),
+    "seed_fraction": (["seed=1.5"], ["seed", "an integer", "1.5"]),
+    "resume_no": (["resume=no"], ["resume", "true or false", "'no'"]),
+    "resume_maybe": (["resume=maybe"], ["resume", "true or false", "'maybe'"]),
+    "trainable_layers_text": (["model.trainable_layers=top"], ["model.trainable_layers", "an integer or null"]),
+    "unknown_argument": (["+loss.method.colour=red"], ["loss.method", "colour"]),
+    "model_path_missing": (["model=hf"], ["model.name_or_path", "a value is required"]),
+    # Values that would fail only after compute: refused before any run.
+    "max_new_tokens_zero": (["task.max_new_tokens=0"], ["task.max_new_tokens", "≥ 1", "0"]),
+    "max_steps_zero": (["trainer.max_steps=0"], ["trainer.max_steps", "≥ 1", "got 0"]),
+    "max_epochs_zero": (["trainer.max_epochs=0", "trainer.max_steps=-1"], ["trainer.max_epochs", "≥ 1", "got 0"]),
+    "val_fraction_all": (["train.val_fraction=0.99"], ["train.val_fraction=0.99", "labels.n=32", "none left"]),
+    "sft_val_fraction_all": (["loss=sft", "loss.targets=chosen", "train.val_fraction=0.99"],
+                             ["train.val_fraction=0.99", "none left"]),
+    "desirable_none": (["labels.desirable_fraction=0.01"], ["labels.desirable_fraction=0.01", "none of the"]),
+    "kto_desirable_none": (["loss=kto", "labels.desirable_fraction=0.01"], ["labels.desirable_fraction=0.01"]),
+    "reward_model_too_few": (["loss=reward_model", "labels.n=1"], ["labels.n=1", "reward model"]),
+    "eval_prompts_beyond": (["eval.n_prompts=100000"], ["eval.n_prompts=100000", "eval prompts"]),
+    "file_k_mismatch": (["labeler=file", "labeler.path={labels_k4}", "labeler@judge=lexicon_panel", "labels.n=2"],
+                        ["labels.k=2", "compares 4 responses", "set labels.k=4"]),
+    "file_all_ties": (["labeler=file", "labeler.path={ties}", "labeler@judge=lexicon_panel", "labels.n=2"],
+                      ["ties.jsonl", "identical responses"]),
+    "file_beyond_context": (["labeler=file", "labeler.path={long}", "labeler@judge=lexicon_panel", "labels.n=2"],
+                            ["long.jsonl:2: responses", "context of 512 tokens"]),
+    # The artifact cache must be a directory this process can write.
+    "cache_is_file": (["paths.cache_dir={file}"], ["paths.cache_dir=", "expected a directory, found a file"]),
+    "cache_not_creatable": (["paths.cache_dir={unwritable}"], ["paths.cache_dir=", "cannot"]),
 }
 
 
@@ -82,7 +124,7 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def refused(args: list[str], tmp_path: Path, expected: list[str], code: int = 2) -> None:
     env_cache, db = tmp_path / "cache", tmp_path / "mlflow.db"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_EXPERIMENT_NAME"}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_NAME"}
     env |= {"PREFHARNESS_CACHE": str(env_cache), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
     proc = subprocess.run([sys.executable, "-m", "harness", "experiment=smoke", *args, f"hydra.run.dir={tmp_path / 'run'}"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -113,7 +155,24 @@ def _case_args(case: str, tmp_path: Path) -> list[str]:
     labels.write_bytes(jsonl(GOOD, GOOD | {"id": "b"}))
     dataset = tmp_path / "reviews.jsonl"
     dataset.write_text("\n".join(json.dumps({"text": f"review {i} of the place was"}) for i in range(80)) + "\n")
-    return [a.format(labels=labels, dataset=dataset) for a in CONFIG_CASES[case][0]]
+    files = {"labels": labels, "dataset": dataset, "file": tmp_path / "a-file", "unwritable": unwritable(tmp_path)}
+    files["file"].write_text("not a directory")
+    for name, rows in {"labels_k4": [GOOD | {"responses": [" a.", " b.", " c.", " d."]}] * 2,
+                       "ties": [GOOD | {"responses": [" same.", " same."], "id": str(i)} for i in range(2)],
+                       "long": [GOOD, GOOD | {"id": "long", "responses": [" fine.", " word" * 3000]}]}.items():
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_bytes(jsonl(*rows))
+    return [a.format(**files) for a in CONFIG_CASES[case][0]]
+
+
+def unwritable(tmp_path: Path) -> Path:
+    """A directory that cannot be created: under a read-only directory, or for root (who may
+    write anywhere) under /sys, where mkdir fails with EPERM."""
+    if os.geteuid() == 0:
+        return Path("/sys/prefharness-cache")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500, exist_ok=True)
+    return locked / "cache"
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))
