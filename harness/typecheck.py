@@ -28,7 +28,8 @@ def describe(hint: Any) -> str:
     """'an integer', 'a number or null', 'one of 'mean', 'last'', …"""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        described = [describe(a) for a in args if a is not type(None)]
+        # int | float reads as "a finite number": an integer is one.
+        described = [describe(a) for a in args if a is not type(None) and not (a is int and float in args)]
         text = " or ".join(dict.fromkeys(d for d in described if d))
         return f"{text} or null" if type(None) in args else text
     if origin is typing.Literal:

@@ -105,6 +105,7 @@ def _source_key(node: DictConfig | ListConfig, key: Any, full: str) -> str:
 
 
 def _check_node(node: DictConfig | ListConfig, path: str) -> None:
+    """`node` and everything under it: unset values refused, a `_target_`'s arguments typed."""
     keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
     arguments: dict[str, Any] = {}
     for key in keys:
