@@ -217,8 +217,8 @@ class ModelSource(Protocol):
     def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path: ...
 
     def inputs(self) -> dict[str, Path]:
-        """Local files or directories it reads, by the setting that names them (their content
-        is part of a job's identity)."""
+        """Local files or directories it reads, by the setting (under `model.`) that names them:
+        their content is part of a job's identity."""
         ...
 
 

@@ -194,9 +194,12 @@ def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool
     judge = _instantiate(cfg.judge, "judge") if cfg.get("judge") else None
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
     check_cache_dir(cache_dir)
-    # What each component reads from local files, by content (part of every key built on it).
-    digests = {part: {key: content_digest(path, cache_dir / "digests") for key, path in component.inputs().items()}
-               for part, component in (("model", model_source), ("task", task), ("labeler", labeler))}
+    # What each component reads from local files, by content (part of every key built on it;
+    # the judge's only of the run's, as evaluation is not cached).
+    digests = {part: {f"{part}.{key}": content_digest(path, cache_dir / "digests")
+                      for key, path in (component.inputs() if component else {}).items()}
+               for part, component in (("model", model_source), ("task", task), ("labeler", labeler),
+                                       ("judge", judge))}
     inputs = {key: digest for part in digests.values() for key, digest in part.items()}
     tags = {
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,

@@ -36,6 +36,13 @@ class Labeler:
         return None
 
     def inputs(self) -> dict[str, Path]:
-        """Local files the labeler reads, by the setting that names them (their content is part
-        of a job's identity); none for a simulated panel."""
+        """Local files the labeler reads, by the setting (under `labeler.`) that names them:
+        their content is part of a job's identity. None by default."""
         return {}
+
+
+def part_inputs(prefix: str, part: object) -> dict[str, Path]:
+    """The local files a part reads (its `inputs()`, if it has one), under `prefix.`: a panel's
+    scorers name theirs, e.g. annotators.0.scorer.path for a norms table."""
+    inputs = getattr(part, "inputs", None)
+    return {f"{prefix}.{key}": path for key, path in inputs().items()} if callable(inputs) else {}

@@ -202,6 +202,11 @@ class NormScorer:
     def __call__(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         return np.array([self.score(r) for r in responses], dtype=np.float64)
 
+    def inputs(self) -> dict[str, Path]:
+        """A norms table given by `path` (the packaged one is pinned by the package's version)."""
+        given = getattr(self, "given_path", None)
+        return {"path": given} if given else {}
+
 
 class ConcretenessScorer(NormScorer):
     """Mean concreteness (1 abstract … 5 concrete) of the response's content words.
@@ -215,7 +220,8 @@ class ConcretenessScorer(NormScorer):
 
     def __init__(self, unknown_value: float | None = None, path: str | None = None) -> None:
         super().__init__(unknown_value)
-        self.path = Path(path) if path else norms_dir() / "concreteness_ratings.csv"
+        self.given_path = Path(path).expanduser() if path else None
+        self.path = self.given_path or norms_dir() / "concreteness_ratings.csv"
 
     @cached_property
     def ratings(self) -> Mapping[str, float]:
@@ -255,7 +261,8 @@ class PerceptualStrengthScorer(NormScorer):
         # The Minkowski combination of n senses rated 5 reaches 5·n^(1/3).
         self.ceiling = 5.0 if combine == "max" else 5.0 * len(self.modalities) ** (1 / 3)
         super().__init__(unknown_value)
-        self.path = Path(path) if path else norms_dir() / "sensorimotor_norms.csv"
+        self.given_path = Path(path).expanduser() if path else None
+        self.path = self.given_path or norms_dir() / "sensorimotor_norms.csv"
 
     @cached_property
     def ratings(self) -> Mapping[str, float]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from harness.errors import InputError
-from harness.labelers.base import Labeler
+from harness.labelers.base import Labeler, part_inputs
 from harness.tasks.base import Example
 
 Scorer = Callable[[Sequence[Example], Sequence[str]], np.ndarray]
@@ -74,6 +75,11 @@ class Panel(Labeler):
     def __post_init__(self) -> None:
         if not self.annotators:
             raise InputError(f"labeler {self.name}: a panel needs at least one annotator")
+
+    def inputs(self) -> dict[str, Path]:
+        """The local files its annotators' scorers read (a norms table, an encoder directory)."""
+        return {key: path for i, a in enumerate(self.annotators)
+                for key, path in part_inputs(f"annotators.{i}.scorer", a.scorer).items()}
 
     def utilities(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         """Each annotator's noise-free utility of each response: (A, N)."""

@@ -79,6 +79,10 @@ class AnchorSimilarityScorer:
         self.model_path = model_path
         self.batch_size = batch_size
 
+    def inputs(self) -> dict[str, Path]:
+        """An encoder directory given by `model_path` (the packaged one is pinned by its version)."""
+        return {"model_path": Path(self.model_path).expanduser()} if self.model_path else {}
+
     @cached_property
     def _encoder(self):  # noqa: ANN202 - third-party type
         from sentence_transformers import SentenceTransformer

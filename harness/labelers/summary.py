@@ -19,14 +19,16 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property, lru_cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.errors import InputError
-from harness.text import STOPWORDS, split_sentences, starts_with_first_sentence, words
+from harness.labelers.base import part_inputs
 from harness.labelers.panel import Scorer
 from harness.labelers.scorers import minilm_path
+from harness.text import STOPWORDS, split_sentences, starts_with_first_sentence, words
 from harness.tasks.base import Example
 
 
@@ -293,6 +295,10 @@ class ReferenceSimilarity:
     name: ClassVar[str] = "reference_similarity"
     _cache: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, init=False, repr=False)
 
+    def inputs(self) -> dict[str, Path]:
+        """An encoder directory given by `model_path` (the packaged one is pinned by its version)."""
+        return {"model_path": Path(self.model_path).expanduser()} if self.model_path else {}
+
     @cached_property
     def _encoder(self):  # noqa: ANN202 - third-party type
         from sentence_transformers import SentenceTransformer
@@ -341,6 +347,9 @@ class WeightedSum:
                 f"WeightedSum {self.name}: `weights` must give one number per scorer in `parts`, "
                 f"got {len(self.weights)} weights for {len(self.parts)} parts"
             )
+
+    def inputs(self) -> dict[str, Path]:
+        return {key: path for j, part in enumerate(self.parts) for key, path in part_inputs(f"parts.{j}", part).items()}
 
     def __call__(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray:
         total = np.zeros(len(responses), dtype=np.float64)

@@ -103,7 +103,7 @@ class Pretrained:
         """A local directory is read as it is now: its content is part of a job's identity.
         A hub name counts by its name alone: pin a revision by downloading it to a directory."""
         path = Path(self.name_or_path).expanduser()
-        return {"model.name_or_path": path} if path.exists() else {}
+        return {"name_or_path": path} if path.exists() else {}
 
     def materialize(self, cache_dir: Path, corpus: Corpus | None = None) -> Path:
         path = Path(self.name_or_path).expanduser()

@@ -44,12 +44,12 @@ class Task:
         ...
 
     def inputs(self) -> dict[str, Path]:
-        """Local files the task reads, by the setting that names them (their content is part of
-        a job's identity: an edited dataset is a new job). A `source` that is a local file or
-        directory; none for embedded or hub data."""
+        """Local files the task reads, by the setting (under `task.`) that names them: their
+        content is part of a job's identity, so an edited dataset is a new job. A `source` that
+        is a local file or directory; none for embedded or hub data."""
         source = getattr(self, "source", None)
         path = Path(source).expanduser() if source and source != "embedded" else None
-        return {"task.source": path} if path is not None and path.exists() else {}
+        return {"source": path} if path is not None and path.exists() else {}
 
 
 def check_split(split: str) -> None:
