@@ -12,9 +12,11 @@ One JSON object per line; blank lines are skipped and unknown keys ignored:
      "annotator": "r7", "id": "pair-001"}
 
 `annotator` and `id` are optional (null counts as absent); `id` defaults to
-"<file stem>-<line number>". The whole file is validated before anything is returned, so a
-file with one bad line imports nothing; the error names the file, line and field. The file is
-parsed as plain JSON only: nothing in it is evaluated or instantiated.
+"<file stem>-<line number>". Every line compares the same number k of responses (the
+pipeline's labels.k), and a line holds at most MAX_LINE_BYTES. The whole file is validated
+before anything is returned, so a file with one bad line imports nothing; the error names the
+file, line and field. The file is parsed as plain JSON only: nothing in it is evaluated or
+instantiated.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from typing import Any, NamedTuple, NoReturn
 from harness.errors import InputError
 from harness.labelers.base import Labeler
 from harness.tasks.base import Example
+
+# A comparison longer than 1 MB of text (hundreds of thousands of tokens) cannot fit the
+# context of any model the harness trains. Such a line is refused before it is decoded, so a
+# stray multi-megabyte line fails at once, not after being parsed and then tokenized whole
+# (pipeline.check_imported) only to be found too long for the context.
+MAX_LINE_BYTES = 1_000_000
 
 REQUIRED = {
     "prompt": "a non-empty string",
@@ -61,6 +69,11 @@ class FileExamples(NamedTuple):
     candidates: list[list[str]]
     choices: list[int]
     annotators: list[str | None]
+
+    @property
+    def k(self) -> int:
+        """The number of responses per comparison, the same on every line of the file."""
+        return len(self.candidates[0])
 
 
 class _LineError(Exception):
@@ -173,6 +186,9 @@ def read_comparisons(path: Path) -> list[ComparisonRecord]:
     # allows unescaped inside strings, and would shift the line numbers.
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         line_start, offset = offset, offset + len(raw) + 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise InputError(f"{path}:{lineno}: line: expected at most {MAX_LINE_BYTES / 1e6:g} MB per comparison, "
+                             f"found {len(raw) / 1e6:.1f} MB")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -186,6 +202,9 @@ def read_comparisons(path: Path) -> list[ComparisonRecord]:
             continue
         try:
             record, default_id = _parse_line(text, path, lineno)
+            if records and len(record.responses) != len(records[0].responses):  # one k per file
+                expected = f"{len(records[0].responses)} responses like line {records[0].line}"
+                raise _LineError("responses", expected, str(len(record.responses)))
             if record.id in first_line:
                 how = " (the default id)" if default_id else ""
                 raise _LineError("id", "a unique id", f"{record.id!r}{how} already used on line {first_line[record.id]}")
@@ -210,6 +229,9 @@ class FileLabeler(Labeler):
     def __post_init__(self) -> None:
         if not str(self.path).strip():
             raise InputError(f"labeler {self.name}: path: expected a JSONL file of comparisons, found an empty string")
+
+    def inputs(self) -> dict[str, Path]:
+        return {"path": Path(self.path).expanduser()}
 
     def records(self) -> list[ComparisonRecord]:
         """The file's comparisons, validated, each carrying this labeler's provenance."""

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from harness.errors import InputError
-from harness.labelers.file import ComparisonRecord, FileLabeler, read_comparisons
+from harness.labelers.file import MAX_LINE_BYTES, ComparisonRecord, FileLabeler, read_comparisons
 from harness.tasks.base import Example
 
 CONF = Path(__file__).resolve().parents[2] / "harness" / "conf"
@@ -59,14 +59,48 @@ def test_unicode_bom_and_crlf(tmp_path: Path) -> None:
 
 
 def test_labeler_gives_examples_and_provenance(tmp_path: Path) -> None:
-    path = write(tmp_path, line(annotator="r1", id="x") + line(responses=["a", "b", "c"], choice=2))
+    path = write(tmp_path, line(annotator="r1", id="x", responses=["d", "e", "f"]) + line(responses=["a", "b", "c"],
+                                                                                          choice=2))
     labeler = FileLabeler(path=str(path))
     assert all(r.provenance == {"labeler": "file", "version": "1", "source": str(path)} for r in labeler.records())
-    examples, candidates, choices, annotators = labeler.as_examples()
+    imported = labeler.as_examples()
+    examples, candidates, choices, annotators = imported  # still a 4-tuple: k is a property
     assert examples[0] == Example(id="x", prompt="The film was", meta={"file": str(path), "line": 1})
-    assert candidates == [[" great.", " dull."], ["a", "b", "c"]]
+    assert candidates == [["d", "e", "f"], ["a", "b", "c"]]
     assert choices == [0, 2]
     assert annotators == ["r1", None]
+    assert imported.k == 3
+
+
+@pytest.mark.parametrize("data,lineno,expected", [
+    (line() + line() + line(responses=["a", "b", "c", "d"]), 3, "2 responses like line 1, found 4"),
+    (b"\n\n" + line(responses=["a", "b", "c"]) + line(), 4, "3 responses like line 3, found 2"),
+], ids=["more", "fewer after blank lines"])
+def test_every_line_has_the_same_k(tmp_path: Path, data: bytes, lineno: int, expected: str) -> None:
+    path = write(tmp_path, data)
+    with pytest.raises(InputError) as err:
+        read_comparisons(path)
+    assert str(err.value) == f"{path}:{lineno}: responses: expected {expected}"
+
+
+def padded(size: int, filler: bytes = b"x") -> bytes:
+    """One valid comparison line of exactly `size` bytes, without its newline."""
+    short = json.dumps(GOOD | {"responses": ["", " dull."]}).encode()
+    cut = short.index(b'""') + 1
+    return short[:cut] + filler * (size - len(short)) + short[cut:]
+
+
+def test_huge_line_refused_before_decoding(tmp_path: Path) -> None:
+    # 50 MB of invalid UTF-8 and JSON inside: the size is the error, so nothing was decoded.
+    path = write(tmp_path, line() + line() + padded(50_000_000, b"\xff") + b"\n" + b"{oops\n")
+    with pytest.raises(InputError) as err:
+        read_comparisons(path)
+    assert str(err.value) == f"{path}:3: line: expected at most 1 MB per comparison, found 50.0 MB"
+    just_over = write(tmp_path, padded(MAX_LINE_BYTES + 1) + b"\n", "over.jsonl")
+    with pytest.raises(InputError, match=r"over\.jsonl:1: line: expected at most 1 MB per comparison, found 1\.0 MB$"):
+        read_comparisons(just_over)
+    at_limit = write(tmp_path, line() + padded(MAX_LINE_BYTES) + b"\n", "limit.jsonl")
+    assert len(read_comparisons(at_limit)[1].responses[0]) == MAX_LINE_BYTES - len(padded(0))
 
 
 BAD_LINES: list[tuple[str, bytes, str]] = [
