@@ -34,6 +34,10 @@ LABEL_FILES = {
                        [":2: encoding", "UTF-8"]),
     "one_response": (jsonl(GOOD | {"responses": [" only."]}), [":1: responses"]),
     "array_file": (json.dumps([GOOD, GOOD]).encode() + b"\n", [":1: record", "one object per line"]),
+    "mixed_k": (jsonl(GOOD, GOOD | {"responses": [" a.", " b.", " c.", " d."]}),
+                [":2: responses", "expected 2 responses like line 1, found 4"]),
+    "huge_line": (jsonl(GOOD, GOOD | {"responses": [" fine.", " word" * 600_000]}),
+                  [":2: line", "at most 1 MB", "found 3.0 MB"]),
 }
 
 # args, expected fragments of the one error line
