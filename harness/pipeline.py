@@ -52,9 +52,9 @@ def check(exp: Experiment) -> Prepared:
                 "with, e.g. labeler@judge=sentiment_panel"
             )
         train_examples = imported.examples
-        k = len(imported.candidates[0])
-        if k != exp.labels.k:
-            raise InputError(f"labels.k={exp.labels.k}, but {source} compares {k} responses per line; set labels.k={k}")
+        if imported.k != exp.labels.k:
+            raise InputError(f"labels.k={exp.labels.k}, but {source} compares {imported.k} responses per line; "
+                             f"set labels.k={imported.k}")
     else:
         train_examples = task.examples("train")
     if n > len(train_examples):

@@ -144,11 +144,19 @@ def refused(args: list[str], tmp_path: Path, expected: list[str], code: int = 2)
         assert not client.search_runs([e.experiment_id for e in client.search_experiments()]), "a run was created"
 
 
-@pytest.mark.slow  # python -m harness per case; the same parsing in process: tests/unit/test_file_labeler.py
 @pytest.mark.parametrize("case", sorted(LABEL_FILES))
-def test_malformed_label_files(case: str, tmp_path: Path) -> None:
+def test_malformed_label_files(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data, expected = LABEL_FILES[case]
     path = tmp_path / f"{case}.jsonl"
+    path.write_bytes(data)
+    refused_in_process(["labeler=file", f"labeler.path={path}", "labeler@judge=lexicon_panel", "labels.n=1"],
+                       tmp_path, monkeypatch, [str(path), *expected])
+
+
+@pytest.mark.slow  # python -m harness; every case in process above (the same code path, minus the interpreter)
+def test_a_malformed_label_file_from_the_command_line(tmp_path: Path) -> None:
+    data, expected = LABEL_FILES["bad_json"]
+    path = tmp_path / "labels.jsonl"
     path.write_bytes(data)
     refused(["labeler=file", f"labeler.path={path}", "labeler@judge=lexicon_panel", "labels.n=1"], tmp_path,
             [str(path), *expected])
@@ -179,8 +187,8 @@ def unwritable(tmp_path: Path) -> Path:
     return locked / "cache"
 
 
-@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
-def test_bad_settings(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def refused_in_process(overrides: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                       expected: list[str]) -> None:
     """In process (the CLI's own path minus the interpreter start-up): composing, building and
     preparing the experiment raises InputError naming the key, before any artifact or run."""
     from hydra import compose, initialize_config_dir
@@ -195,11 +203,11 @@ def test_bad_settings(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     with pytest.raises(InputError) as err:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=["experiment=smoke", *_case_args(case, tmp_path)])
+            cfg = compose(config_name="config", overrides=["experiment=smoke", *overrides])
         run_experiment(build_experiment(cfg, tmp_path / "run"))
     message = str(err.value)
     assert "\n" not in message
-    for fragment in CONFIG_CASES[case][1]:
+    for fragment in expected:
         assert fragment in message, (fragment, message)
     artifacts = tmp_path / "cache" / "artifacts"
     assert not artifacts.exists() or not any(p.is_dir() for p in artifacts.glob("*/*")), "an artifact was written"
@@ -208,21 +216,27 @@ def test_bad_settings(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert not client.search_runs([e.experiment_id for e in client.search_experiments()]), "a run was created"
 
 
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_bad_settings(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused_in_process(_case_args(case, tmp_path), tmp_path, monkeypatch, CONFIG_CASES[case][1])
+
+
 @pytest.mark.slow  # python -m harness; in process: test_bad_settings
-@pytest.mark.parametrize("case", ["beta_zero", "rm_pooling", "dataset_column_missing"])
+@pytest.mark.parametrize("case", ["labels_n_text", "dataset_column_missing"])
 def test_bad_settings_from_the_command_line(case: str, tmp_path: Path) -> None:
     """The same refusals as the user sees them: one line on stderr, exit 2."""
     refused(_case_args(case, tmp_path), tmp_path, CONFIG_CASES[case][1])
 
 
-@pytest.mark.slow  # python -m harness per case
 @pytest.mark.parametrize("case,expected", [
     ("no_weights", ["has no weights"]),
     ("no_tokenizer", ["has no tokenizer"]),
     ("vocab_mismatch", ["tokenizer has", "do not belong together"]),
 ])
-def test_bad_model_directories(case: str, expected: list[str], tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
-    refused(["model=hf", f"model.name_or_path={tiny_dirs[case]}"], tmp_path, [str(tiny_dirs[case]), *expected])
+def test_bad_model_directories(case: str, expected: list[str], tiny_dirs: dict[str, Path], tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    refused_in_process(["model=hf", f"model.name_or_path={tiny_dirs[case]}"], tmp_path, monkeypatch,
+                       [str(tiny_dirs[case]), *expected])
 
 
 @pytest.mark.slow  # python -m harness -m
