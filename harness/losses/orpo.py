@@ -12,9 +12,14 @@ from harness.losses.dpo import Metrics, preference_metrics
 def log_odds(avg_logps: torch.Tensor) -> torch.Tensor:
     """log odds(y) = log [P / (1 − P)] = ℓ − log(1 − e^ℓ) for ℓ = avg log π(y) < 0.
 
-    Computed as ℓ − log(−expm1(ℓ)), which stays accurate as ℓ → 0⁻ (P → 1).
+    Computed as ℓ − log(−expm1(ℓ)), which stays accurate as ℓ → 0⁻ (P → 1). At ℓ = 0 (every
+    token certain, which float32 log-softmax reaches) log(1 − P) is −∞: the loss stays finite
+    but its gradient is ∞·0 = NaN (TRL's ORPO shares this). ℓ inside the log is therefore
+    capped at −ε (the dtype's machine epsilon): the same value wherever ℓ < −ε, and no
+    gradient through 1 − P where the response is already certain.
     """
-    return avg_logps - torch.log(-torch.expm1(avg_logps))
+    eps = torch.finfo(avg_logps.dtype).eps
+    return avg_logps - torch.log(-torch.expm1(avg_logps.clamp(max=-eps)))
 
 
 def orpo_loss(

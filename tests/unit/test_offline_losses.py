@@ -335,3 +335,17 @@ def test_kto_metrics_are_detached() -> None:
     kl_policy = KL_POLICY.clone().requires_grad_()
     _, m = kto_loss(policy, t(-1.0, -1.0), b(True, False), kl_policy, KL_REF, beta=0.1)
     assert all(not v.requires_grad for v in m.values())
+
+
+def test_orpo_gradient_is_finite_where_a_response_is_certain() -> None:
+    """ℓ_w = 0 (every token of the chosen response certain): log(1 − P) = −∞ would give a NaN
+    gradient; capped at −ε, the loss and its gradient are finite, and the chosen response's
+    odds term no longer pushes (its NLL term still does, with gradient −1/B)."""
+    chosen = torch.tensor([0.0, -0.5], requires_grad=True)
+    rejected = torch.tensor([-1.0, -1.0], requires_grad=True)
+    loss, _ = orpo_loss(chosen, rejected, torch.zeros(2), torch.zeros(2), beta=0.1)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(chosen.grad).all() and torch.isfinite(rejected.grad).all()
+    assert chosen.grad[0].item() == pytest.approx(-0.5, abs=1e-6)  # d(−ℓ_w / 2)/dℓ_w; the odds term is capped
+    # Below the cap nothing changes: log odds(−0.5) = −0.5 − log(1 − e^−0.5), by hand.
+    assert log_odds(torch.tensor([-0.5])).item() == pytest.approx(-0.5 - math.log(1 - math.exp(-0.5)), rel=1e-6)
