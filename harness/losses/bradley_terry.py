@@ -41,7 +41,8 @@ def best_vs_rest_pairwise_loss(rewards: torch.Tensor, choice: torch.Tensor) -> t
 
         L = mean_{j ≠ b} −log σ(r_b − r_j)
 
-    For k = 2 it equals `pairwise_loss`.
+    For k = 2 it equals `pairwise_loss`. For k > 2 it is not Ziegler et al.'s loss, which
+    is the softmax over all k rewards (`best_of_k_loss`): it weighs each rival separately.
     """
     best = rewards.gather(1, choice[:, None])  # (B, 1)
     others = torch.ones_like(rewards, dtype=torch.bool).scatter(1, choice[:, None], False)

@@ -35,9 +35,11 @@ def dpo_loss(
 
         L = −(1 − ε)·log σ(β·h) − ε·log σ(−β·h)
 
-    ε = 0 is the DPO paper's loss; ε > 0 is conservative DPO, which assumes each label is
-    flipped with probability ε. The implicit rewards β·(log π − log π_ref) of chosen and
-    rejected are returned as metrics.
+    ε = 0 is the DPO paper's loss; ε > 0 is conservative DPO (cDPO, Mitchell 2023), which
+    assumes each label is flipped with probability ε. Libraries differ under the same name:
+    TRL 1.16's `sigmoid` loss does not read its `label_smoothing`, and its `robust` loss is a
+    different one (Chowdhury et al. 2024's unbiased estimator), so compare with care. The
+    implicit rewards β·(log π − log π_ref) of chosen and rejected are returned as metrics.
     """
     if beta <= 0:
         raise ValueError(f"dpo_loss: beta must be > 0, got {beta}")

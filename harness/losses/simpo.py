@@ -24,7 +24,9 @@ def simpo_loss(
 
         L = −log σ(β·avg log π(y_w) − β·avg log π(y_l) − γ)
 
-    γ ≥ 0 is the target reward margin in reward units (TRL's `gamma_beta_ratio` is γ/β).
+    γ ≥ 0 is the target reward margin in reward units: TRL's `simpo_gamma` (CPOConfig with
+    loss_type="simpo"). The SimPO authors' trainer and HALOs take `gamma_beta_ratio`, which
+    is γ/β: their gamma_beta_ratio=0.5 at β=2 is γ=1 here.
     SimPO is reference-free: `ref_chosen_logps` and `ref_rejected_logps` are accepted only
     so all pairwise losses share one signature, and are ignored. At zero margin the loss is
     log(1 + e^γ), which is log 2 for γ = 0. The rewards β·avg log π are returned as metrics.
