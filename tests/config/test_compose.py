@@ -98,3 +98,11 @@ def test_launcher_composes(launcher: str) -> None:
         pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the optional [ray] extra")
     cfg = compose_with([f"hydra/launcher={launcher}"], hydra=True)
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+
+
+@pytest.mark.parametrize("loss,normalised", [("dpo", False), ("kto", False), ("ipo", True), ("simpo", True),
+                                             ("orpo", True)])
+def test_objectives_on_per_token_averages(loss: str, normalised: bool) -> None:
+    """IPO, SimPO and ORPO train on per-token average log-probs (TRL, HALOs, their papers'
+    results); DPO and KTO on sums."""
+    assert compose_with([f"loss={loss}"]).loss.method.length_normalized is normalised

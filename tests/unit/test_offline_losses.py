@@ -349,3 +349,21 @@ def test_orpo_gradient_is_finite_where_a_response_is_certain() -> None:
     assert chosen.grad[0].item() == pytest.approx(-0.5, abs=1e-6)  # d(−ℓ_w / 2)/dℓ_w; the odds term is capped
     # Below the cap nothing changes: log odds(−0.5) = −0.5 − log(1 − e^−0.5), by hand.
     assert log_odds(torch.tensor([-0.5])).item() == pytest.approx(-0.5 - math.log(1 - math.exp(-0.5)), rel=1e-6)
+
+
+def test_length_normalised_log_probs_are_per_token_averages_for_policy_and_cached_reference() -> None:
+    """With length_normalized, Σ_t log π(y_t) and the cached reference sum are both divided by
+    the response's token count (padding excluded): [−1, −2, pad] → −1.5, cached −6 → −3."""
+    from types import SimpleNamespace
+
+    from harness.data.collate import TokenBatch
+    from harness.modules.offline_preference import OfflinePreferenceModule
+
+    tokens = TokenBatch(input_ids=torch.zeros(1, 4, dtype=torch.long),
+                        attention_mask=torch.tensor([[1, 1, 1, 0]]), response_len=3)
+    module = SimpleNamespace(length_normalized=True, _reference=())
+    token_logps = torch.tensor([[-1.0, -2.0, 0.0]])
+    assert OfflinePreferenceModule._total(module, token_logps, tokens).item() == pytest.approx(-1.5)
+    assert OfflinePreferenceModule._reference_logps(module, tokens, torch.tensor([-6.0])).item() == pytest.approx(-3.0)
+    module.length_normalized = False
+    assert OfflinePreferenceModule._total(module, token_logps, tokens).item() == pytest.approx(-3.0)
