@@ -261,7 +261,7 @@ def ref_kl_logps(ctx: TrainContext, partners: Sequence[int]) -> list[list[float]
 def reward_model_spec(exp: Experiment, labelled: Labelled) -> dict[str, Any]:
     # Keyed by the labels themselves (not only the samples): another labeler, another model.
     return {"labels": labelled.choices_key, "reward_model": exp.keys.get("reward_model"), "seed": exp.seed,
-            "bucket": exp.train.bucket}
+            "bucket": exp.train.bucket, "normalization": "population"}  # models normalised by n − 1 are rebuilt
 
 
 def top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[int]) -> float:
@@ -276,8 +276,9 @@ def top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[
 def reward_model(ctx: TrainContext, settings: RewardModelSettings) -> RewardModel:
     """Train (or load from the cache) the reward model on the labelled comparisons.
 
-    Normalised to mean 0, std 1 on the labelled responses, which are samples of the initial
-    policy. Logs its summary: rm_train/loss, rm_val/rewards/accuracy (held-out comparisons whose
+    Once trained, normalised to exactly mean 0 and population std 1 over every labelled
+    response (train and validation): samples of the initial policy, or with labeler=file the
+    file's responses. Logs its summary: rm_train/loss, rm_val/rewards/accuracy (held-out comparisons whose
     labelled best gets the top reward) and, where the judge has a gold, rm_val/gold_accuracy
     (whose noise-free best does).
     """

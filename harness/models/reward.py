@@ -71,8 +71,10 @@ class RewardModel(nn.Module):
         return (self.raw(batch) - self.offset) / self.scale
 
     def set_normalization(self, raw_scores: torch.Tensor) -> None:
+        """Normalise so that `raw_scores` score exactly mean 0 and standard deviation 1, the
+        population std (divided by n, not n − 1), as lm-human-preferences' `tf.nn.moments`."""
         self.offset.fill_(raw_scores.mean().item())
-        self.scale.fill_(raw_scores.std().clamp(min=1e-6).item())
+        self.scale.fill_(raw_scores.std(correction=0).clamp(min=1e-6).item())
 
     def save(self, path: Path) -> None:
         self.trunk.save_pretrained(path / "trunk")

@@ -140,7 +140,8 @@ def test_reward_model_pools_over_response_tokens_only(tiny_dir: Path, tmp_path: 
     rm.set_normalization(torch.tensor([1.0, 3.0]))
     rm.save(tmp_path / "rm")
     again = RewardModel.load(tmp_path / "rm")
-    assert again.pooling == "mean" and again.offset.item() == 2.0
+    # Population std: [1, 3] → mean 2, std 1 (the sample std would be √2), as the original code.
+    assert again.pooling == "mean" and again.offset.item() == 2.0 and again.scale.item() == 1.0
     with torch.inference_mode():
         assert torch.allclose(again.raw(pack([prompt], [response], pad_id=0)), alone, atol=1e-5)
 
