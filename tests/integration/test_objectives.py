@@ -61,7 +61,7 @@ def test_offline_objectives_are_found() -> None:
 
 
 @pytest.mark.slow  # the CLI in a subprocess; test_objectives_in_process.py runs every objective in process
-@pytest.mark.parametrize("loss", sorted(OBJECTIVES))
+@pytest.mark.parametrize("loss", ["kto", "simpo"])  # the checks of their own below; the others: in process
 def test_objective_end_to_end(loss: str, harness_env: dict[str, str], workdir: Path) -> None:
     name = f"objective-{loss}"
     env = harness_env | {"MLFLOW_EXPERIMENT_NAME": name}

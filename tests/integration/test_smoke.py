@@ -74,9 +74,7 @@ def test_unknown_option_gets_hydra_error(harness_env: dict[str, str], workdir: P
     [
         ("model=hf model.name_or_path=/no/such/model", "/no/such/model"),
         ("model=smollm2_135m model.source.package=no_such_gguf_pkg", "no_such_gguf_pkg"),
-        ("loss.beta=0", "loss.beta"),
-        ("labels.n=100000", "labels.n=100000"),
-    ],
+    ],  # settings (loss.beta=0, labels.n=100000, …): tests/reliability/test_bad_input.py, in process
 )
 def test_bad_input_is_one_line(override: str, needle: str, harness_env: dict[str, str], workdir: Path) -> None:
     proc = harness(["experiment=smoke", *override.split()], harness_env, workdir)

@@ -5,7 +5,8 @@ running the same command again runs the job anew as a second MLflow run, with an
 another `input.<setting>` tag (the first 16 hex digits of the content digest):
 
 - after a FINISHED run, the rerun does not print "already finished" nor return the old metrics;
-  a third run with the input unchanged does (the identity is stable while the content is);
+  a third run with the input unchanged does (the identity is stable while the content is;
+  checked for the label file);
 - after a run killed mid-training (SIGKILL: left RUNNING, checkpoints on disk), the rerun does not
   resume the old checkpoints ("resuming from"): it trains from its first step, and the killed
   run stays as it was."""
@@ -147,6 +148,8 @@ def test_edited_input_after_a_finished_run_is_run_again(kind: str, harness_env: 
     assert new.data.tags["run_key"] != first.data.tags["run_key"]
     assert "eval/kl" in new.data.metrics  # evaluated: a complete run of its own
 
+    if kind != "labels":  # the identity's stability is the same code for every kind: checked once
+        return
     # The same command, the input unchanged: the same job, finished, not run again.
     third_output = run(args, env, tmp_path)
     assert "already finished" in third_output
