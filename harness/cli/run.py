@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -253,8 +254,9 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # A signal stops the job as an exception (Lightning runs its own SIGTERM handler first), so
     # the run is marked KILLED and the exit code says so (128 + signal, as shells report it).
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _stop)
+    if threading.current_thread() is threading.main_thread():  # a launcher may run jobs in a thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _stop)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         exp = build_experiment(cfg, run_dir)
