@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from transformers import AutoConfig
 
 from harness import stages
 from harness.cache import ArtifactCache
@@ -74,8 +73,7 @@ def check(exp: Experiment) -> Prepared:
             raise InputError(f"init.policy=sft fine-tunes on the task's references, but task {task.name} has none "
                              f"(e.g. {missing[0]}); use init.policy=base")
     policy_dir = exp.model_source.materialize(exp.cache_dir, lambda: (e.prompt for e in task.examples("train")))
-    check_model_dir(policy_dir)
-    config, tokenizer = AutoConfig.from_pretrained(policy_dir), load_tokenizer(policy_dir)
+    config, tokenizer = check_model_dir(policy_dir), load_tokenizer(policy_dir)
     layers = getattr(config, "num_hidden_layers", None)
     if exp.trainable_layers is not None and layers is not None and not 1 <= exp.trainable_layers <= layers:
         raise InputError(f"model.trainable_layers={exp.trainable_layers}: expected 1..{layers} or null")

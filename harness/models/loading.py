@@ -16,7 +16,8 @@ import torch
 import transformers
 from harness.errors import InputError
 from safetensors import SafetensorError, safe_open
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 # In the order transformers prefers them; it reads the first one present.
@@ -30,7 +31,7 @@ def _first_line(err: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _check_config(path: Path) -> None:
+def _check_config(path: Path) -> PretrainedConfig:
     file = path / "config.json"
     try:
         config = json.loads(file.read_bytes())
@@ -45,7 +46,7 @@ def _check_config(path: Path) -> None:
         raise InputError(f"{file}: model_type: expected a model type transformers knows, found {model_type!r}, which "
                          f"transformers {transformers.__version__} does not know (a typo, or a newer model?)")
     try:
-        AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path)
     except Exception as err:
         if model_type is None:  # transformers then guesses the type from the path, and failed
             raise InputError(f"{file}: model_type: expected a model type transformers knows, found no model_type "
@@ -107,8 +108,8 @@ def _check_index(index: Path) -> None:
                              f"{'an empty file' if file.is_file() else 'no such file'}")
 
 
-def check_model_dir(path: Path) -> None:
-    """Refuse a directory transformers cannot load, without loading the weights."""
+def check_model_dir(path: Path) -> PretrainedConfig:
+    """Refuse a directory transformers cannot load, without loading the weights; returns its config."""
     if not path.is_dir():
         raise InputError(f"model directory {path} does not exist")
     if not (path / "config.json").exists():
@@ -118,7 +119,7 @@ def check_model_dir(path: Path) -> None:
         raise InputError(f"model directory {path} has no weights (expected one of {', '.join(WEIGHT_FILES)})")
     if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         raise InputError(f"model directory {path} has no tokenizer (tokenizer.json or tokenizer_config.json)")
-    _check_config(path)
+    config = _check_config(path)
     if weights.name.endswith(".index.json"):
         _check_index(weights)
     elif weights.suffix == ".safetensors":
@@ -126,6 +127,7 @@ def check_model_dir(path: Path) -> None:
     elif not weights.is_file() or weights.stat().st_size == 0:  # a pickle: not opened before from_pretrained
         found = "an empty file" if weights.is_file() else "a directory"
         raise InputError(f"{weights}: expected PyTorch weights, found {found}")
+    return config
 
 
 def _from_pretrained(path: Path, what: str, load: Callable[[], T]) -> T:
