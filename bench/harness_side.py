@@ -148,8 +148,9 @@ def _ppo(recs: list[Record], steps: int, clock: StepClock, ppo_epochs: int) -> t
     # One optimiser step of BATCH episodes per epoch, as TRL's RLOO/GRPO take per generation batch.
     # conf/loss/ppo.yaml's settings, but for the batch shape, temperature, length and lr.
     settings = PPOSettings(rollout_batch=BATCH, minibatch=BATCH, ppo_epochs=ppo_epochs, clip_eps=0.2, vf_clip_eps=0.2,
-                           vf_coef=0.5, gamma=1.0, lam=0.95, temperature=TEMPERATURE, max_new_tokens=NEW_TOKENS, lr=LR,
-                           whiten_advantages=True)
+                           vf_coef=0.1, gamma=1.0, lam=0.95, temperature=TEMPERATURE, max_new_tokens=NEW_TOKENS, lr=LR,
+                           whiten_rewards=True, whiten_advantages="batch", value_head_init="zero", adam_eps=1e-5,
+                           weight_decay=0.0, unfinished_score=None)
     prompts = [r.prompt_ids for r in recs]
     module = PPOModule(policy, reference, rm, tok, prompts, AdaptiveKL(BETA, 6.0, 10_000), settings, max_grad_norm=1.0)
     loader = ResumableBatches(range(len(prompts)), BATCH, torch.tensor, seed=0, num_samples=BATCH * steps)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -129,17 +129,33 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """`eval.*`: held-out prompts (`n_prompts` null: all of the task's), sampled at `temperature`."""
+    """`eval.*`: held-out prompts (`n_prompts` null: all of the task's), sampled at `temperature`.
+
+    The over-optimisation series during training (eval/series.py): every `every` training
+    batches (PPO: iterations; 0: never) the policy answers the first `series_prompts` eval
+    prompts; `patience` evaluations in a row with the proxy reward rising and the gold below
+    its peak warn that the policy over-optimises the reward model."""
 
     n_prompts: int | None
     temperature: float
     batch_size: int
+    every: int
+    series_prompts: int
+    patience: int
+
+    # The series' settings: not what the initial policy's eval samples depend on (left out of
+    # their cache key); what methods that train no policy do not read.
+    SERIES: ClassVar[tuple[str, ...]] = ("every", "series_prompts", "patience")
+    SERIES_KEYS: ClassVar[tuple[str, ...]] = ("eval.every", "eval.series_prompts", "eval.patience")
 
     def __post_init__(self) -> None:
         check_fields(self, "eval")
         check("eval.n_prompts", self.n_prompts is None or self.n_prompts >= 1, "null or an integer ≥ 1", self.n_prompts)
         check("eval.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
         check("eval.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)
+        check("eval.every", self.every >= 0, "an integer ≥ 0 (0: no series during training)", self.every)
+        check("eval.series_prompts", self.series_prompts >= 1, "an integer ≥ 1", self.series_prompts)
+        check("eval.patience", self.patience >= 1, "an integer ≥ 1", self.patience)
 
 
 @dataclass
@@ -183,7 +199,25 @@ class RewardModelSettings:
 class PPOSettings:
     """`loss.method.settings.*` (conf/loss/ppo.yaml): one iteration rolls out `rollout_batch`
     episodes and runs `ppo_epochs` passes over minibatches of `minibatch`. Gradient clipping
-    is the trainer's (`trainer.gradient_clip_val`), as for every other objective."""
+    is the trainer's (`trainer.gradient_clip_val`), as for every other objective.
+
+    The implementation details of Ziegler et al.'s code (lm-human-preferences, train_policy.py;
+    Huang et al. 2022, "The N implementation details of RLHF with PPO"), defaults in
+    conf/loss/ppo.yaml set to theirs:
+    - `whiten_rewards`: the per-token rewards (score and KL penalty) of a rollout divided by
+      their std before GAE, mean kept (their `whiten_rewards=True`, `whiten(shift_mean=False)`);
+    - `whiten_advantages`: advantages normalised to mean 0, std 1 over the rollout (`batch`,
+      theirs with one minibatch per batch, and TRL's), over each minibatch (`minibatch`, theirs
+      when a batch has several), or `off`;
+    - `vf_coef`: the value loss's weight (theirs 0.1);
+    - `value_head_init`: `zero` (theirs: the value head is made with scale 0) or `normal`,
+      N(0, 1/√(d+1)) as their reward head;
+    - `adam_eps`, `weight_decay`: Adam's ε (theirs 1e-5, TF's) and decoupled weight decay
+      (theirs none: plain Adam);
+    - `unfinished_score`: the score of a response that ends without reaching its stop token
+      (`task.stop`, EOS), instead of the reward model's (their `penalty_reward_value=-1`);
+      null: the reward model scores every response.
+    """
 
     rollout_batch: int
     minibatch: int
@@ -196,16 +230,22 @@ class PPOSettings:
     temperature: float
     max_new_tokens: int
     lr: float
-    whiten_advantages: bool
+    whiten_rewards: bool
+    whiten_advantages: Literal["batch", "minibatch", "off"]
+    value_head_init: Literal["zero", "normal"]
+    adam_eps: float
+    weight_decay: float
+    unfinished_score: float | None
 
     def __post_init__(self) -> None:
         key = "loss.method.settings"
         check_fields(self, key)
         for name in ("rollout_batch", "minibatch", "ppo_epochs", "max_new_tokens"):
             check(f"{key}.{name}", getattr(self, name) >= 1, "an integer ≥ 1", getattr(self, name))
-        for name in ("clip_eps", "vf_clip_eps", "temperature", "lr"):
+        for name in ("clip_eps", "vf_clip_eps", "temperature", "lr", "adam_eps"):
             check(f"{key}.{name}", getattr(self, name) > 0, "a value > 0", getattr(self, name))
-        check(f"{key}.vf_coef", self.vf_coef >= 0, "a value ≥ 0", self.vf_coef)
+        for name in ("vf_coef", "weight_decay"):
+            check(f"{key}.{name}", getattr(self, name) >= 0, "a value ≥ 0", getattr(self, name))
         for name in ("gamma", "lam"):
             check(f"{key}.{name}", 0 <= getattr(self, name) <= 1, "a value in [0, 1]", getattr(self, name))
 

@@ -24,6 +24,7 @@ from harness.cache import ArtifactCache
 from harness.errors import InputError, Stopped
 from harness.eval.evaluate import evaluate_policy
 from harness.eval.metrics import mean_ci
+from harness.eval.series import SUMMARY_KEYS as SERIES_SUMMARY
 from harness.experiment import Experiment, Prepared, TrainContext
 from harness.labelers.file import FileExamples
 from harness.models.loading import check_model_dir, freeze_lower_layers, load_causal_lm, load_tokenizer
@@ -67,6 +68,11 @@ def check(exp: Experiment) -> Prepared:
             raise InputError(f"eval.n_prompts={exp.eval.n_prompts} is larger than the {len(eval_examples)} eval "
                              f"prompts of task {task.name}; lower it, or null for all of them")
         eval_examples = eval_examples[: exp.eval.n_prompts]
+    series = exp.eval.every > 0 and "eval.every" not in exp.method.ignores  # the method trains a policy
+    if series and exp.eval.series_prompts > len(eval_examples):
+        where = f"eval.n_prompts={exp.eval.n_prompts}" if exp.eval.n_prompts is not None else f"task {task.name}"
+        raise InputError(f"eval.series_prompts={exp.eval.series_prompts} is larger than the {len(eval_examples)} eval "
+                         f"prompts ({where}); lower it, or eval.every=0 for no series during training")
     if exp.init.policy == "sft":
         missing = [e.id for e in task.examples("train")[: exp.init.n] if not e.reference]
         if missing:
@@ -77,6 +83,7 @@ def check(exp: Experiment) -> Prepared:
     layers = getattr(config, "num_hidden_layers", None)
     if exp.trainable_layers is not None and layers is not None and not 1 <= exp.trainable_layers <= layers:
         raise InputError(f"model.trainable_layers={exp.trainable_layers}: expected 1..{layers} or null")
+    stages.task_stop(tokenizer, exp)
     context = stages.context_length(config)
     train_ids = stages.encode_prompts(tokenizer, train_examples, task.max_new_tokens, context)
     if imported:
@@ -180,4 +187,6 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
             result.metrics |= mean_ci(proxy).as_metrics("eval/proxy_reward")
     exp.tracker.log_metrics(result.metrics, step=1)
     exp.tracker.log_table(result.table, "eval_samples.json")
-    return result.metrics
+    # The series' gold peak during training (eval/series.py, logged by its callback) joins the
+    # summary, so the run's last line says where gold peaked.
+    return result.metrics | {k: v for k, v in exp.tracker.metrics().items() if k in SERIES_SUMMARY}

@@ -33,11 +33,11 @@ from harness.data.collate import pack
 from harness.data.pairs import partner_group
 from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule
 from harness.errors import InputError
-from harness.experiment import Experiment, Labelled, Prepared, RewardModelSettings, TrainContext
+from harness.experiment import EvalSettings, Experiment, Labelled, Prepared, RewardModelSettings, TrainContext
 from harness.models.forward import batched_logps
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import RewardModel
-from harness.models.sampling import generate_responses
+from harness.models.sampling import Stop, generate_responses, stop_rule
 from harness.modules.reward_model import RewardModelModule
 from harness.progress import ProgressBar
 from harness.tasks.base import Example
@@ -108,6 +108,23 @@ def sft_policy(exp: Experiment, prep: Prepared, cache: ArtifactCache) -> Prepare
 
 # --- samples and labels --------------------------------------------------------------------
 
+def task_stop(tokenizer: Any, exp: Experiment) -> Stop:
+    """Where the task's responses end (`task.stop` after `task.stop_after` tokens, or EOS),
+    refused when no token of the vocabulary ends in the stop text or it could never apply."""
+    task = exp.task
+    if task.stop is None:
+        return stop_rule(tokenizer)
+    if not isinstance(task.stop, str) or not task.stop:
+        raise InputError(f"task.stop: expected a non-empty text or null, got {task.stop!r}")
+    if not 0 <= task.stop_after < task.max_new_tokens:
+        raise InputError(f"task.stop_after: expected an integer in 0..{task.max_new_tokens - 1} (below "
+                         f"task.max_new_tokens={task.max_new_tokens}), got {task.stop_after!r}")
+    stop = stop_rule(tokenizer, task.stop, task.stop_after)
+    if not stop.ids:
+        raise InputError(f"task.stop={task.stop!r}: no token of the model's vocabulary ends with it")
+    return stop
+
+
 def samples_spec(exp: Experiment) -> dict[str, Any]:
     return model_keys(exp) | {"n": exp.labels.n, "k": exp.labels.k, "sampling": asdict(exp.sampling),
                               "seed": exp.seed}
@@ -122,7 +139,7 @@ def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Pro
             prep.policy, prep.tokenizer, prep.train_ids, max_new_tokens=exp.task.max_new_tokens,
             temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
             batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, "samples"),
-            progress=progress, desc=f"sampling {k} responses × {n} prompts",
+            progress=progress, desc=f"sampling {k} responses × {n} prompts", stop=task_stop(prep.tokenizer, exp),
         )
         write_jsonl(out / "samples.jsonl", [
             {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
@@ -194,13 +211,15 @@ def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]],
     responses = generate_responses(
         policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
         temperature=exp.eval.temperature, k=k, batch_size=exp.eval.batch_size,
-        seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc,
+        seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc, stop=task_stop(tokenizer, exp),
     )
     return [r[0] for r in responses] if k == 1 else responses
 
 
 def eval_initial_spec(exp: Experiment) -> dict[str, Any]:
-    return model_keys(exp) | {"eval": asdict(exp.eval), "seed": exp.seed}
+    # The series' settings (eval.every, …) do not change these samples: keys stay as they were.
+    settings = {k: v for k, v in asdict(exp.eval).items() if k not in EvalSettings.SERIES}
+    return model_keys(exp) | {"eval": settings, "seed": exp.seed}
 
 
 def eval_initial(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> list[list[int]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from harness.data.collate import TokenBatch, pack
 from harness.data.resumable import Checkpointing, ResumableBatches
@@ -43,10 +44,12 @@ def loadable(path: Path) -> bool:
 
 
 def fit(exp: Experiment, key: str, stage: str, module: L.LightningModule, *, datamodule: Any = None,
-        train: Any = None, val: Any = None, **overrides: Any) -> L.Trainer:
+        train: Any = None, val: Any = None, callbacks: Sequence[Callback] = (), **overrides: Any) -> L.Trainer:
     """Trainer.fit with a checkpoint under cache_dir/checkpoints/<key>/<stage>.ckpt that a
-    rerun resumes from (`key`: the run's, or a shared artifact's). No key: no checkpoint."""
-    callbacks, ckpt_path = [], None
+    rerun resumes from (`key`: the run's, or a shared artifact's). No key: no checkpoint.
+    `callbacks` run before the checkpoint's, so a checkpoint holds their state after the batch
+    it follows (their state_dict travels in it)."""
+    callbacks, ckpt_path = list(callbacks), None
     if key:
         path = exp.cache_dir / "checkpoints" / key / f"{stage}.ckpt"
         callbacks.append(Checkpointing(path, exp.train.checkpoint_every))

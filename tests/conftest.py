@@ -45,6 +45,15 @@ def isolate_stores(workdir: Path) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One throwaway artifact cache for the in-process runs on model=tiny of the session: the
+    tiny model, samples, labels, reference log-probs and reward model of experiment=smoke are
+    built by the first run that needs them and reused by the others, as a user's runs share
+    them (each run still trains and evaluates)."""
+    return tmp_path_factory.mktemp("tiny-cache")
+
+
+@pytest.fixture(scope="session")
 def harness_env(workdir: Path, isolate_stores: None) -> dict[str, str]:
     """Environment for running the CLI as a user would, against throwaway stores (the session's
     own, as in this process)."""

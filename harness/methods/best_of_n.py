@@ -12,7 +12,8 @@ import torch
 
 from harness.data.collate import pack
 from harness.errors import InputError
-from harness.experiment import EvalPolicy, Experiment, Method, RewardModelSettings, TrainContext, TrainSettings
+from harness.experiment import (EvalPolicy, EvalSettings, Experiment, Method, RewardModelSettings, TrainContext,
+                                TrainSettings)
 from harness.methods.policies import reward_scores
 from harness.models.reward import RewardModel
 from harness.progress import ProgressBar
@@ -52,7 +53,7 @@ class BestOfN(Method):
     """`loss=best_of_n`: `n` samples per eval prompt, the reward model's favourite kept."""
 
     # The policy is not trained (the reward model's settings are loss.reward_model.*).
-    ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
+    ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS + EvalSettings.SERIES_KEYS
 
     reward_model: RewardModelSettings
     n: int

@@ -13,7 +13,7 @@ from harness.data.preference import ListDataModule, PairCollator, UnpairedCollat
 from harness.errors import InputError
 from harness.experiment import EvalPolicy, Experiment, Method, TrainContext
 from harness.losses.kto import kto_weights
-from harness.methods.policies import SampledPolicy
+from harness.methods.policies import SampledPolicy, eval_series
 from harness.models.loading import load_causal_lm
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss, UnpairedLoss
 from harness.stages import ref_kl_logps, ref_logps
@@ -110,7 +110,8 @@ class OfflinePreference(Method):
         module = OfflinePreferenceModule(prep.policy, loss_fn, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
                                          warmup_steps=exp.train.warmup_steps, length_normalized=self.length_normalized,
                                          reference=reference)
-        fit(exp, exp.run_key, "train", module, datamodule=data, limit_val_batches=1.0 if val_rows else 0)
+        fit(exp, exp.run_key, "train", module, datamodule=data, limit_val_batches=1.0 if val_rows else 0,
+            callbacks=eval_series(ctx, module.policy, reference=reference))
         return SampledPolicy(module.policy, ctx)
 
     def _balanced(self, n_d: int, n_u: int, exp: Experiment) -> Any:

@@ -1,4 +1,5 @@
-"""The policies that evaluation sees: a trained policy sampled, or the initial one unchanged."""
+"""The policies that evaluation sees: a trained policy sampled, or the initial one unchanged;
+and the series that watches a policy while it trains (`eval_series`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from harness.data.collate import pack
+from harness.eval.series import EvalSeries, Probe
 from harness.experiment import EvalPolicy, TrainContext
 from harness.models.forward import batched_logps
 from harness.models.loading import load_causal_lm
@@ -26,6 +28,28 @@ def reward_scores(reward_model: RewardModel, prompts: Sequence[Sequence[int]], r
     scores = [reward_model(pack(prompts[i : i + batch_size], responses[i : i + batch_size], pad_id).to(device))
               for i in range(0, len(prompts), batch_size)]
     return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
+
+
+def eval_series(ctx: TrainContext, policy: Any, *, reference: Any = None,
+                reward_model: RewardModel | None = None) -> list[EvalSeries]:
+    """The over-optimisation series (eval/series.py) as a callback for `training.fit`, or none
+    with eval.every=0: `policy` sampled on the first eval.series_prompts eval prompts as the
+    evaluate stage samples (eval_samples), KL against `reference` (the initial policy, loaded
+    on first use when not given), the proxy reward where there is a reward model (PPO)."""
+    exp, prep = ctx.exp, ctx.prep
+    if exp.eval.every == 0:
+        return []
+    n, tokenizer = exp.eval.series_prompts, prep.tokenizer
+    pad = tokenizer.pad_token_id
+    probe = Probe(
+        tokenizer, exp.evaluator, prep.eval_examples[:n], prep.eval_ids[:n], ctx.initial_ids[:n],
+        sample=lambda model, prompts: eval_samples(model, tokenizer, prompts, exp, None, "series samples"),
+        reference=(lambda: reference) if reference is not None else (lambda: load_causal_lm(prep.policy_dir)[0]),
+        temperature=exp.eval.temperature, batch_size=exp.eval.batch_size,
+        proxy=None if reward_model is None else (lambda prompts, responses: reward_scores(reward_model, prompts,
+                                                                                        responses, pad)),
+    )
+    return [EvalSeries(probe, policy, every=exp.eval.every, patience=exp.eval.patience, tracker=exp.tracker)]
 
 
 @dataclass

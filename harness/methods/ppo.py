@@ -11,11 +11,11 @@ import torch
 from harness.cache import stage_seed
 from harness.data.resumable import ResumableBatches
 from harness.experiment import EvalPolicy, Experiment, Method, PPOSettings, RewardModelSettings, TrainContext, TrainSettings
-from harness.methods.policies import SampledPolicy
+from harness.methods.policies import SampledPolicy, eval_series
 from harness.models.loading import load_causal_lm
 from harness.modules.ppo import PPOModule
 from harness.rl.kl_control import AdaptiveKL, FixedKL
-from harness.stages import reward_model
+from harness.stages import reward_model, task_stop
 from harness.tasks.base import Example
 from harness.training import fit
 
@@ -45,7 +45,7 @@ class PPO(Method):
         module = PPOModule(prep.policy, reference, rm, prep.tokenizer, prep.train_ids, self.kl, self.settings,
                            max_grad_norm=exp.trainer_kwargs.get("gradient_clip_val"),
                            gold_fn=lambda idx, texts: judge.gold([examples[i] for i in idx], texts),
-                           seed=stage_seed(exp.seed, "ppo"))
+                           seed=stage_seed(exp.seed, "ppo"), stop=task_stop(prep.tokenizer, exp))
         # Prompts drawn with replacement, `rollout_batch` per iteration, resumable mid-run.
         prompts = ResumableBatches(range(len(prep.train_ids)), self.settings.rollout_batch, torch.tensor,
                                    seed=stage_seed(exp.seed, "ppo"), num_samples=self.episodes)
@@ -53,5 +53,7 @@ class PPO(Method):
         # with it) and counts iterations, not steps.
         overrides = {"gradient_clip_val": None, "max_steps": -1, "max_epochs": 1, "limit_val_batches": 0,
                      "log_every_n_steps": 1}  # an iteration is expensive: log each one
-        fit(exp, exp.run_key, "ppo", module, train=prompts, **overrides)
+        # The series (eval.every iterations) scores the reward model's proxy against the gold.
+        fit(exp, exp.run_key, "ppo", module, train=prompts,
+            callbacks=eval_series(ctx, module.policy, reference=reference, reward_model=rm), **overrides)
         return SampledPolicy(module.policy, ctx, reward_model=rm)

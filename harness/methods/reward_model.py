@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.experiment import EvalPolicy, Experiment, Method, RewardModelSettings, TrainContext, TrainSettings
+from harness.experiment import (EvalPolicy, EvalSettings, Experiment, Method, RewardModelSettings, TrainContext,
+                                TrainSettings)
 from harness.methods.policies import InitialPolicy
 from harness.stages import reward_model
 from harness.tasks.base import Example
@@ -21,7 +22,7 @@ class RewardModelOnly(Method):
     the same settings load it instead of training it again.
     """
 
-    ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
+    ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS + EvalSettings.SERIES_KEYS
 
     reward_model: RewardModelSettings
 

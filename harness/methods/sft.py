@@ -11,7 +11,7 @@ from harness.cache import stage_seed
 from harness.data.resumable import ResumableBatches
 from harness.errors import InputError
 from harness.experiment import EvalPolicy, Experiment, Method, TrainContext
-from harness.methods.policies import SampledPolicy
+from harness.methods.policies import SampledPolicy, eval_series
 from harness.modules.sft import SFTModule
 from harness.tasks.base import Example
 from harness.training import PackCollator, fit
@@ -58,5 +58,5 @@ class SFT(Method):
         module = SFTModule(prep.policy, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
                            warmup_steps=exp.train.warmup_steps)
         fit(exp, exp.run_key, "sft", module, train=train, val=val if n_val else None,
-            limit_val_batches=1.0 if n_val else 0)
+            limit_val_batches=1.0 if n_val else 0, callbacks=eval_series(ctx, module.policy))
         return SampledPolicy(module.policy, ctx)

@@ -15,6 +15,26 @@ from harness.data.collate import TokenBatch, pack
 from harness.progress import ProgressBar
 
 
+def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Every dropout of `model` off, in train mode too: `nn.Dropout` modules (GPT-2's) and the
+    attention dropout that attention modules apply functionally from a float attribute
+    (Llama's, Gemma's `attention_dropout`), with the config's fields, so that a forward is a
+    function of the weights alone (PPO's old and new log-probs, an offline objective's policy
+    against its cached reference)."""
+    config = getattr(model, "config", None)
+    for name in list(vars(config)) if config is not None else []:
+        if "dropout" in name or name.endswith("_pdrop"):
+            if isinstance(getattr(config, name), float):
+                setattr(config, name, 0.0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+    return model
+
+
 def shares_prompts(batch: TokenBatch) -> bool:
     return batch.shared is not None and batch.input_ids.shape[1] > batch.response_len
 

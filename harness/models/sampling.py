@@ -3,6 +3,7 @@ PPO's rollouts with the sampler's own log-probs and final hidden states."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +13,59 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from harness.data.collate import TokenBatch, pack
 from harness.models.forward import length_order
 from harness.progress import ProgressBar
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a sampled response ends (Ziegler et al. 2019's `truncate_token` and
+    `truncate_after`; lm-human-preferences `lm_tasks.postprocess_fn_from_hparams`): at EOS, or
+    at the first token ending in the task's stop text (`ids`, e.g. every token ending a sentence
+    with '.') at response position ≥ `after`; the stop token is kept and what follows is cut.
+    A response that reaches `max_new_tokens` without either has not *finished*: PPO can score it
+    with a fixed penalty instead of the reward model (`loss.method.settings.unfinished_score`).
+
+    Unlike the original, which trained PPO on the uncut 24 tokens and only scored the cut
+    text, the episode here ends at the stop token: the policy is trained, penalised for KL and
+    judged on the same tokens (the "EOS trick" of Huang et al.'s TL;DR reproduction)."""
+
+    eos: int
+    ids: frozenset[int] = frozenset()
+    after: int = 0
+
+    def cut(self, row: Sequence[int]) -> list[int]:
+        """`row` up to and including its first stop (EOS anywhere, a stop token at ≥ `after`)."""
+        for i, token in enumerate(row):
+            if token == self.eos or (i >= self.after and token in self.ids):
+                return list(row[: i + 1])
+        return list(row)
+
+    def finished(self, response: Sequence[int]) -> bool:
+        """Whether a response (already `cut`) ends at a stop rather than at the length limit."""
+        if not response:
+            return False
+        last = response[-1]
+        return last == self.eos or (len(response) - 1 >= self.after and last in self.ids)
+
+
+@functools.lru_cache(maxsize=8)
+def stop_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> frozenset[int]:
+    r"""Every token whose text ends with `text`, trailing whitespace aside: for '.', the tokens
+    '.', ' .', '.\n', '...' (not '.com'); for '\n', '\n', '.\n' and '\n\n' (not '\nThe').
+    Decodes the vocabulary once per tokenizer and text."""
+    special = set(tokenizer.all_special_ids)
+    pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    found = set()
+    for i, piece in enumerate(pieces):
+        end = piece.rfind(text)
+        if i not in special and end >= 0 and not piece[end + len(text):].strip():
+            found.add(i)
+    return frozenset(found)
+
+
+def stop_rule(tokenizer: PreTrainedTokenizerBase, text: str | None = None, after: int = 0) -> Stop:
+    """The `Stop` of a task (`task.stop`, `task.stop_after`) for this tokenizer; EOS only when
+    `text` is None."""
+    return Stop(tokenizer.eos_token_id, stop_tokens(tokenizer, text) if text else frozenset(), after)
 
 
 @torch.inference_mode()
@@ -28,12 +82,15 @@ def generate_responses(
     seed: int = 0,
     progress: ProgressBar | None = None,
     desc: str = "sampling",
+    stop: Stop | None = None,
 ) -> list[list[list[int]]]:
-    """k sampled responses per prompt, as token ids ending at (and keeping) EOS: [N][k][len]."""
+    """k sampled responses per prompt, as token ids cut at (and keeping) their stop: [N][k][len].
+    `stop` None: EOS."""
     model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id
+    stop = stop or Stop(eos)
     torch.manual_seed(seed)
     order = length_order([len(p) for p in prompts])
     out: list[list[list[int]]] = [[] for _ in prompts]
@@ -54,7 +111,7 @@ def generate_responses(
         )[:, width:].tolist()  # (len(idx)·k, ≤ max_new_tokens)
         for j, i in enumerate(idx):
             for row in gen[j * k : (j + 1) * k]:
-                out[i].append(row[: row.index(eos) + 1] if eos in row else row)
+                out[i].append(stop.cut(row))
         if progress:
             progress.advance(task, len(idx))
     return out
@@ -88,12 +145,15 @@ def sample_rollout(
     max_new_tokens: int,
     temperature: float,
     seed: int = 0,
+    stop: Stop | None = None,
 ) -> Rollout:
     """One sampled response per prompt, in one batch and in order, for an RL rollout: PPO
-    takes its old log-probs and values from here instead of running the policy again."""
+    takes its old log-probs and values from here instead of running the policy again.
+    Responses are cut at `stop` (None: EOS); a cut response's log-probs are its prefix's."""
     model.eval()
     device = next(model.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    stop = stop or Stop(eos)
     torch.manual_seed(seed)
     batch = pack(prompts, [[] for _ in prompts], pad)
     width = batch.input_ids.shape[1] - batch.response_len
@@ -105,7 +165,7 @@ def sample_rollout(
             output_hidden_states=True,
         )
         rows = out.sequences[:, width:].tolist()
-        responses = [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+        responses = [stop.cut(row) for row in rows]
         tokens = pack(prompts, responses, pad).to(device)
         R, mask = tokens.response_len, tokens.response_mask.float()
         # Step t's raw logits predict token t (one step at a time: no (N, R, V) copy); its final

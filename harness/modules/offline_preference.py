@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 
 from harness.data.collate import TokenBatch
 from harness.data.preference import PairBatch, UnpairedBatch
-from harness.models.forward import forward_response, forward_with_detached_twin
+from harness.models.forward import forward_response, forward_with_detached_twin, without_dropout
 from harness.modules.optim import adamw_with_warmup
 
 Metrics = dict[str, torch.Tensor]
@@ -48,9 +48,7 @@ class OfflinePreferenceModule(L.LightningModule):
         if disable_dropout:
             # Reference log-probs were computed without dropout; training with it would
             # compare a noisy policy with a clean reference (TRL does the same).
-            for m in policy.modules():
-                if isinstance(m, torch.nn.Dropout):
-                    m.p = 0.0
+            without_dropout(policy)
         self.loss_fn = loss_fn
         self.lr = lr
         self.weight_decay = weight_decay

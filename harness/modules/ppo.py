@@ -1,10 +1,13 @@
 """PPO against a reward model with a per-token KL penalty (Ziegler et al., 2019, §2.2).
 
 One training step is one PPO iteration: roll out a batch of episodes with `generate` (whose
-logits and final hidden states give the old log-probs and values: no second policy pass),
-score them with the reward model, form KL-penalised per-token rewards against the frozen
-reference, estimate advantages with GAE, then run several epochs of clipped policy and value
+logits and final hidden states give the old log-probs and values: no second policy pass), cut
+at the task's stop (models/sampling.py `Stop`), score them with the reward model (a fixed
+`unfinished_score` for a response that never stopped, where set), form KL-penalised per-token
+rewards against the frozen reference, whiten them (std only), estimate advantages with GAE,
+whiten those per rollout or per minibatch, then run several epochs of clipped policy and value
 updates over minibatches (manual optimisation). The value head sits on the policy's trunk.
+Which of these follow Ziegler et al.'s code, and how, is in PPOSettings' docstring.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from harness.data.collate import TokenBatch, pack
 from harness.experiment import PPOSettings
 from harness.losses.ppo import masked_mean, ppo_policy_loss, ppo_value_loss
-from harness.models.forward import forward_response
+from harness.models.forward import forward_response, without_dropout
 from harness.models.reward import RewardModel
-from harness.models.sampling import generate_responses, rollout_logits_bytes, sample_rollout
+from harness.models.sampling import Stop, generate_responses, rollout_logits_bytes, sample_rollout
 from harness.rl.advantages import gae, kl_penalized_rewards, whiten
 from harness.rl.kl_control import AdaptiveKL, FixedKL
 
@@ -49,13 +52,20 @@ class PPOModule(L.LightningModule):
         max_grad_norm: float | None = None,
         gold_fn: GoldFn | None = None,
         seed: int = 0,
+        stop: Stop | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.policy = policy
-        self.value_head = nn.Linear(policy.config.hidden_size, 1)
-        nn.init.zeros_(self.value_head.weight)
+        hidden = policy.config.hidden_size
+        self.value_head = nn.Linear(hidden, 1)
         nn.init.zeros_(self.value_head.bias)
+        if settings.value_head_init == "zero":
+            nn.init.zeros_(self.value_head.weight)
+        else:  # lm-human-preferences' fc_layer default scale 1/√(d+1), their reward head's
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                nn.init.normal_(self.value_head.weight, std=1 / math.sqrt(hidden + 1))
         # Frozen models are kept out of the module's parameters (and checkpoints).
         self._frozen = (reference.eval().requires_grad_(False), reward_model.eval().requires_grad_(False))
         self.tokenizer = tokenizer
@@ -65,10 +75,11 @@ class PPOModule(L.LightningModule):
         self.max_grad_norm = max_grad_norm  # None: no clipping
         self.gold_fn = gold_fn
         self.seed = seed
+        self.stop = stop or Stop(tokenizer.eos_token_id)
         self._negative_kl_streak = 0
-        for m in policy.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0  # old and new log-probs must come from the same deterministic network
+        # Old and new log-probs must come from the same deterministic network; the reference
+        # and the reward model run in eval mode.
+        without_dropout(policy)
 
     def on_fit_start(self) -> None:
         for model in self._frozen:
@@ -98,14 +109,14 @@ class PPOModule(L.LightningModule):
             # The sampler's own logits and final states give the old log-probs and values: no
             # second policy pass (tests/unit/test_rollout.py checks they match one).
             sampled = sample_rollout(self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
-                                     temperature=self.s.temperature, seed=seed)
+                                     temperature=self.s.temperature, seed=seed, stop=self.stop)
             responses, tokens = sampled.responses, sampled.tokens.to(self.device)
             old_logps = sampled.logps.to(self.device)
             old_values = self.value_head(sampled.hidden.to(self.device)).squeeze(-1) * tokens.response_mask
         else:  # the step logits would not fit: sample plainly, then one policy pass
             responses = [r[0] for r in generate_responses(
                 self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
-                temperature=self.s.temperature, k=1, batch_size=len(prompts), seed=seed)]
+                temperature=self.s.temperature, k=1, batch_size=len(prompts), seed=seed, stop=self.stop)]
             tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
             self.policy.eval()
             old_logps, old_values, _ = self._policy_forward(tokens)
@@ -113,15 +124,21 @@ class PPOModule(L.LightningModule):
         reference, reward_model = self._frozen
         ref_logps = forward_response(reference, tokens, self.s.temperature)[0]
         scores = reward_model(tokens)  # (B,) normalised
+        finished = torch.tensor([self.stop.finished(r) for r in responses], device=self.device)
+        if self.s.unfinished_score is not None:
+            scores = torch.where(finished, scores, torch.full_like(scores, self.s.unfinished_score))
         rewards = kl_penalized_rewards(scores, old_logps, ref_logps, mask, self.kl.beta)
+        if self.s.whiten_rewards:
+            rewards = whiten(rewards, mask, shift_mean=False)
         advantages, returns = gae(rewards, old_values, mask, self.s.gamma, self.s.lam)
-        if self.s.whiten_advantages:
+        if self.s.whiten_advantages == "batch":
             advantages = whiten(advantages, mask)
         texts = [self.tokenizer.decode(r, skip_special_tokens=True) for r in responses]
         return {
             "tokens": tokens, "mask": mask, "old_logps": old_logps, "old_values": old_values,
             "advantages": advantages, "returns": returns, "scores": scores,
             "kl": ((old_logps - ref_logps) * mask).sum(1), "texts": texts, "indices": list(indices),
+            "finished": finished.float(), "rewards": rewards, "ref_logps": ref_logps,
         }
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
@@ -137,7 +154,10 @@ class PPOModule(L.LightningModule):
                 tokens = ro["tokens"].select(idx)
                 mask = ro["mask"][idx]
                 logps, values, entropy = self._policy_forward(tokens)
-                pl, pm = ppo_policy_loss(logps, ro["old_logps"][idx], ro["advantages"][idx], mask, self.s.clip_eps)
+                advantages = ro["advantages"][idx]
+                if self.s.whiten_advantages == "minibatch":
+                    advantages = whiten(advantages, mask)
+                pl, pm = ppo_policy_loss(logps, ro["old_logps"][idx], advantages, mask, self.s.clip_eps)
                 vl, _ = ppo_value_loss(values, ro["old_values"][idx], ro["returns"][idx], mask, self.s.vf_clip_eps)
                 loss = pl + self.s.vf_coef * vl
                 if not torch.isfinite(loss):
@@ -162,7 +182,7 @@ class PPOModule(L.LightningModule):
                         "(temperature, top_p, top_k) match the log-prob computation", kl)
         metrics = {f"train/{k}": float(np.mean(v)) for k, v in stats.items()}
         metrics |= {"train/reward": score, "train/kl": kl, "train/beta": self.kl.beta,
-                    "train/length": float(ro["mask"].sum(1).mean())}
+                    "train/length": float(ro["mask"].sum(1).mean()), "train/finished": float(ro["finished"].mean())}
         gold = self.gold_fn(ro["indices"], ro["texts"]) if self.gold_fn is not None else None
         if gold is not None:
             metrics["train/gold_reward"] = float(np.mean(gold))
@@ -171,4 +191,4 @@ class PPOModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
-        return torch.optim.AdamW(params, lr=self.s.lr)
+        return torch.optim.AdamW(params, lr=self.s.lr, eps=self.s.adam_eps, weight_decay=self.s.weight_decay)

@@ -11,9 +11,19 @@ import torch
 def kl_penalized_rewards(
     scores: torch.Tensor, logps: torch.Tensor, ref_logps: torch.Tensor, mask: torch.Tensor, beta: float
 ) -> torch.Tensor:
-    """r_t = −β·(log π(a_t|s_t) − log π_ref(a_t|s_t)), plus the score R(x, y) at the last token."""
+    """r_t = −β·(log π(a_t|s_t) − log π_ref(a_t|s_t)), plus the score R(x, y) at the last token.
+
+    Every row needs a response token to carry its score: a row without one (mask all zero)
+    would put R on a padded position, which GAE masks out, and the episode would vanish from
+    training without a trace. It is refused instead (the sampler always returns at least one
+    token: its stop, or the first of `max_new_tokens` ≥ 1).
+    """
+    lengths = mask.sum(1)
+    if bool((lengths == 0).any()):
+        rows = (lengths == 0).nonzero().flatten().tolist()
+        raise ValueError(f"kl_penalized_rewards: rows {rows} have no response token to carry their score")
     rewards = -beta * (logps - ref_logps) * mask  # (B, T)
-    last = (mask.sum(1).long() - 1).clamp(min=0)  # (B,) index of each row's last real token
+    last = lengths.long() - 1  # (B,) index of each row's last real token
     return rewards.scatter_add(1, last[:, None], scores[:, None].to(rewards.dtype))
 
 

@@ -30,10 +30,18 @@ class Example:
 
 class Task:
     """A task gives prompts (and references where it has them) and, optionally, baseline
-    outputs that evaluation scores like a policy's (`baselines`)."""
+    outputs that evaluation scores like a policy's (`baselines`).
+
+    A response ends at EOS or, with `stop` set, at the first token ending in the `stop` text
+    at response position ≥ `stop_after` (Ziegler et al.'s truncate_token and truncate_after:
+    '.' after 16 tokens for their continuation tasks, a newline after 55 for summaries);
+    sampling cuts it there (models/sampling.py, `Stop`). None: EOS only, free length.
+    """
 
     name: str
     max_new_tokens: int
+    stop: str | None = None
+    stop_after: int = 0
 
     def baselines(self, examples: Sequence[Example]) -> dict[str, list[str]]:
         """Named baseline outputs for `examples` (e.g. lead-3, the reference); none by default."""

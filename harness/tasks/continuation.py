@@ -21,6 +21,8 @@ class ContinuationTask(Task):
 
     name: str = "continuation"
     max_new_tokens: int = 24
+    stop: str | None = None  # see Task
+    stop_after: int = 0
     source: str = "embedded"
     n_train: int = 1000
     n_eval: int = 200

@@ -312,6 +312,8 @@ class SummarizationTask(Task):
 
     name: str = "summarization"
     max_new_tokens: int = 48
+    stop: str | None = None  # see Task
+    stop_after: int = 0
     source: str = "embedded"
     n_train: int = 1000
     n_eval: int = 100

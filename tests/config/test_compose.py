@@ -106,3 +106,17 @@ def test_objectives_on_per_token_averages(loss: str, normalised: bool) -> None:
     """IPO, SimPO and ORPO train on per-token average log-probs (TRL, HALOs, their papers'
     results); DPO and KTO on sums."""
     assert compose_with([f"loss={loss}"]).loss.method.length_normalized is normalised
+
+
+def test_ppo_sentiment_has_the_papers_implementation_details(tmp_path: Path) -> None:
+    """Ziegler et al.'s code (lm-human-preferences launch.py, train_policy.py): stop at the first
+    '.' after 16 tokens, −1 for a response without one, vf_coef .1, rewards whitened (std),
+    advantages over the batch, zero value head, Adam ε 1e-5 without weight decay."""
+    cfg = compose_with(["experiment=ppo_sentiment", f"paths.cache_dir={tmp_path}"])
+    assert (cfg.task.stop, cfg.task.stop_after, cfg.task.max_new_tokens) == (".", 16, 24)
+    settings = instantiate(cfg.loss.method.settings)
+    assert settings.unfinished_score == -1.0 and settings.vf_coef == 0.1 and settings.whiten_rewards
+    assert (settings.whiten_advantages, settings.value_head_init) == ("batch", "zero")
+    assert (settings.adam_eps, settings.weight_decay, settings.temperature) == (1e-5, 0.0, 0.7)
+    default = instantiate(compose_with(["loss=ppo"]).loss.method.settings)
+    assert default.unfinished_score is None and compose_with(["loss=ppo"]).task.stop is None  # free length

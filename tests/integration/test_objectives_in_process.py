@@ -39,11 +39,10 @@ def trains_with_train_settings(method: object) -> bool:
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One throwaway cache for the module: the tiny model, samples and labels are built by the
-    first run and reused by the others, as a user's runs share them (each objective still trains
-    and evaluates)."""
-    return tmp_path_factory.mktemp("in-process-cache")
+def cache_dir(tiny_cache: Path) -> Path:
+    """The session's cache of tiny-model artifacts (conftest.py): the tiny model, samples and
+    labels are built by the first run and reused by the others."""
+    return tiny_cache
 
 
 def test_the_loss_group_has_objectives() -> None:

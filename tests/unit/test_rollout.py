@@ -77,12 +77,21 @@ def test_rollout_log_probs_and_states_match_a_forward_pass(tiny) -> None:  # noq
     assert again.responses == ro.responses  # seeded
 
 
+def ppo_settings(**changes):  # noqa: ANN003, ANN201
+    """conf/loss/ppo.yaml's settings at test size."""
+    from harness.experiment import PPOSettings
+
+    values = dict(rollout_batch=16, minibatch=8, ppo_epochs=4, clip_eps=0.2, vf_clip_eps=0.2, vf_coef=0.1, gamma=1.0,
+                  lam=0.95, temperature=0.7, max_new_tokens=6, lr=1e-5, whiten_rewards=True, whiten_advantages="batch",
+                  value_head_init="zero", adam_eps=1e-5, weight_decay=0.0, unfinished_score=None)
+    return PPOSettings(**(values | changes))
+
+
 @pytest.mark.parametrize("budget", [1 << 30, 0])  # the sampler's logits; too big for them: a policy pass
 def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, tmp_path: Path, monkeypatch,
                                                                           budget: int) -> None:  # noqa: ANN001
     from harness.models.reward import RewardModel
     from harness.modules import ppo
-    from harness.experiment import PPOSettings
     from harness.modules.ppo import PPOModule
     from harness.rl.kl_control import FixedKL
 
@@ -94,10 +103,8 @@ def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, 
     reference, _ = load_causal_lm(tmp_path / "m")
     rm = RewardModel.from_policy_dir(tmp_path / "m")
     prompts = [tok(t, add_special_tokens=False).input_ids for t in ("the film was", "a quiet year", "the old")]
-    module = PPOModule(model, reference, rm, tok, prompts, FixedKL(0.1), PPOSettings(
-        rollout_batch=16, minibatch=8, ppo_epochs=4, clip_eps=0.2, vf_clip_eps=0.2, vf_coef=0.5, gamma=1.0, lam=0.95,
-        temperature=0.7, max_new_tokens=6, lr=1e-5, whiten_advantages=True), seed=1)
-    torch.nn.init.normal_(module.value_head.weight)  # a value head that is not all zeros
+    module = PPOModule(model, reference, rm, tok, prompts, FixedKL(0.1), ppo_settings(value_head_init="normal"), seed=1)
+    assert module.value_head.weight.abs().sum() > 0  # a value head that is not all zeros
     ro = module.rollout([0, 1, 2])
     with torch.no_grad():
         logps, values, _ = module._policy_forward(ro["tokens"])
