@@ -68,11 +68,6 @@ def check(exp: Experiment) -> Prepared:
             raise InputError(f"eval.n_prompts={exp.eval.n_prompts} is larger than the {len(eval_examples)} eval "
                              f"prompts of task {task.name}; lower it, or null for all of them")
         eval_examples = eval_examples[: exp.eval.n_prompts]
-    series = exp.eval.every > 0 and "eval.every" not in exp.method.ignores  # the method trains a policy
-    if series and exp.eval.series_prompts > len(eval_examples):
-        where = f"eval.n_prompts={exp.eval.n_prompts}" if exp.eval.n_prompts is not None else f"task {task.name}"
-        raise InputError(f"eval.series_prompts={exp.eval.series_prompts} is larger than the {len(eval_examples)} eval "
-                         f"prompts ({where}); lower it, or eval.every=0 for no series during training")
     if exp.init.policy == "sft":
         missing = [e.id for e in task.examples("train")[: exp.init.n] if not e.reference]
         if missing:

@@ -3,6 +3,8 @@ and the series that watches a policy while it trains (`eval_series`)."""
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,8 @@ from harness.models.loading import load_causal_lm
 from harness.models.reward import RewardModel
 from harness.progress import ProgressBar
 from harness.stages import eval_samples
+
+log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -35,11 +39,15 @@ def eval_series(ctx: TrainContext, policy: Any, *, reference: Any = None,
     """The over-optimisation series (eval/series.py) as a callback for `training.fit`, or none
     with eval.every=0: `policy` sampled on the first eval.series_prompts eval prompts as the
     evaluate stage samples (eval_samples), KL against `reference` (the initial policy, loaded
-    on first use when not given), the proxy reward where there is a reward model (PPO)."""
+    on first use when not given), the proxy reward where there is a reward model (PPO).
+    An eval set smaller than eval.series_prompts (a test-sized task) is used whole."""
     exp, prep = ctx.exp, ctx.prep
     if exp.eval.every == 0:
         return []
-    n, tokenizer = exp.eval.series_prompts, prep.tokenizer
+    n, tokenizer = min(exp.eval.series_prompts, len(prep.eval_ids)), prep.tokenizer
+    if n < exp.eval.series_prompts:
+        log.info("series: eval.series_prompts=%d, but the eval set has %d prompts: the series uses all of them",
+                 exp.eval.series_prompts, n)
     pad = tokenizer.pad_token_id
     probe = Probe(
         tokenizer, exp.evaluator, prep.eval_examples[:n], prep.eval_ids[:n], ctx.initial_ids[:n],

@@ -20,7 +20,7 @@ from harness.errors import InputError
 from harness.eval.series import OVEROPTIMIZATION_TAG, EvalSeries, Probe, Watch, untouched
 from harness.experiment import EvalSettings
 from harness.stages import eval_initial_spec
-from tests.reliability.test_bad_input import refused_in_process
+from harness.tasks.base import Example
 
 SETTINGS = {"n_prompts": None, "temperature": 0.7, "batch_size": 32, "every": 10, "series_prompts": 64, "patience": 3}
 
@@ -219,10 +219,18 @@ def test_series_settings_leave_the_initial_policys_eval_samples_key_alone() -> N
     assert eval_initial_spec(SimpleNamespace(keys=exp.keys, eval=other, seed=0)) == spec  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("overrides,expected", [
-    (["eval.every=5", "eval.series_prompts=17"], ["eval.series_prompts=17", "16 eval prompts", "task sentiment"]),
-    (["eval.every=5", "eval.n_prompts=8", "eval.series_prompts=9"], ["eval.series_prompts=9", "eval.n_prompts=8"]),
-])
-def test_a_series_beyond_the_eval_prompts_is_refused(overrides: list[str], expected: list[str], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    refused_in_process(overrides, tmp_path, monkeypatch, expected)
+def test_a_series_larger_than_the_eval_set_uses_all_of_it(caplog: pytest.LogCaptureFixture) -> None:
+    """A test-sized task has 16 eval prompts: the default 64 takes them all, and says so."""
+    from harness.methods.policies import eval_series
+
+    examples = [Example(id=str(i), prompt="p") for i in range(16)]
+    prep = SimpleNamespace(eval_examples=examples, eval_ids=[[1, 2]] * 16, tokenizer=SimpleNamespace(pad_token_id=0),
+                           policy_dir=None)
+    exp = SimpleNamespace(eval=EvalSettings(**SETTINGS), evaluator=None, tracker=None)
+    ctx = SimpleNamespace(exp=exp, prep=prep, initial_ids=[[3]] * 16)
+    with caplog.at_level("INFO"):
+        (series,) = eval_series(ctx, policy=None)  # type: ignore[arg-type]
+    assert len(series.probe.prompt_ids) == len(series.probe.examples) == 16
+    assert "eval.series_prompts=64, but the eval set has 16 prompts" in caplog.text
+    exp.eval = replace(exp.eval, series_prompts=8)
+    assert len(eval_series(ctx, policy=None)[0].probe.prompt_ids) == 8  # type: ignore[arg-type]
