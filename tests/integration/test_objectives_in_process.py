@@ -7,16 +7,12 @@ test_tasks_e2e.py, test_smoke.py.)"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import lightning as L
-import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
 
-from harness.cli.run import CONFIG_DIR, build_experiment
-from harness.pipeline import run_experiment
+from harness.cli.run import CONFIG_DIR
+from tests.integration.in_process import run_in_process
 from tests.integration.test_objectives import OBJECTIVE_METRICS
 
 OBJECTIVES = sorted(p.stem for p in (Path(CONFIG_DIR) / "loss").glob("*.yaml"))
@@ -52,20 +48,9 @@ def test_the_loss_group_has_objectives() -> None:
 @pytest.mark.parametrize("loss", OBJECTIVES)
 def test_objective_runs_in_process(loss: str, cache_dir: Path, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    name = f"in-process-{loss}"
-    overrides = ["experiment=smoke", f"loss={loss}", *SMALL.get(loss, []),
-                 f"logger.experiment_name={name}", f"paths.cache_dir={cache_dir}"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # set by seed_everything: unset again after the test
-        monkeypatch.setenv(key, "")
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # as the CLI does
-    exp = build_experiment(cfg, tmp_path / "run")
-    metrics = run_experiment(exp)
-
-    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    (run,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["loss"] == cfg.loss.name
+    overrides = ["experiment=smoke", f"loss={loss}", *SMALL.get(loss, []), f"paths.cache_dir={cache_dir}"]
+    metrics, exp, run, _ = run_in_process(f"in-process-{loss}", overrides, tmp_path / "run", monkeypatch)
+    assert run.info.status == "FINISHED" and run.data.tags["loss"] == loss
     expected = [*EVAL_METRICS, *(["train/loss"] if trains_with_train_settings(exp.method) else []),
                 *OBJECTIVE_METRICS.get(loss, [])]
     for key in expected:

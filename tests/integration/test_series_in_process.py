@@ -4,17 +4,13 @@ same run without the series (the evaluations leave training untouched)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import lightning as L
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
 
-from harness.cli.run import CONFIG_DIR, build_experiment
 from harness.eval.series import OVEROPTIMIZATION_TAG
-from harness.pipeline import run_experiment
+from tests.integration.in_process import run_in_process
 
 # experiment=smoke trains DPO for 4 steps (trainer=smoke); PPO for 12 / 4 = 3 iterations here.
 RUNS = {
@@ -33,17 +29,9 @@ def cache_dir(tiny_cache: Path) -> Path:
 
 
 def run(loss: str, every: int, cache_dir: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    name = f"series-{loss}-every{every}"
     overrides = ["experiment=smoke", f"loss={loss}", *RUNS[loss][0], f"eval.every={every}", "eval.series_prompts=8",
-                 f"logger.experiment_name={name}", f"paths.cache_dir={cache_dir}"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # set by seed_everything: unset again after the test
-        monkeypatch.setenv(key, "")
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # as the CLI does
-    metrics = run_experiment(build_experiment(cfg, run_dir))
-    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    (mlflow_run,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+                 f"paths.cache_dir={cache_dir}"]
+    metrics, _, mlflow_run, client = run_in_process(f"series-{loss}-every{every}", overrides, run_dir, monkeypatch)
     return metrics, mlflow_run, client
 
 
