@@ -32,19 +32,21 @@ class Stop:
     ids: frozenset[int] = frozenset()
     after: int = 0
 
+    def stops(self, position: int, token: int) -> bool:
+        """Whether `token` at response `position` ends the response: EOS anywhere, a stop token
+        at ≥ `after`."""
+        return token == self.eos or (position >= self.after and token in self.ids)
+
     def cut(self, row: Sequence[int]) -> list[int]:
-        """`row` up to and including its first stop (EOS anywhere, a stop token at ≥ `after`)."""
+        """`row` up to and including its first stop."""
         for i, token in enumerate(row):
-            if token == self.eos or (i >= self.after and token in self.ids):
+            if self.stops(i, token):
                 return list(row[: i + 1])
         return list(row)
 
     def finished(self, response: Sequence[int]) -> bool:
         """Whether a response (already `cut`) ends at a stop rather than at the length limit."""
-        if not response:
-            return False
-        last = response[-1]
-        return last == self.eos or (len(response) - 1 >= self.after and last in self.ids)
+        return bool(response) and self.stops(len(response) - 1, response[-1])
 
 
 @functools.lru_cache(maxsize=8)
