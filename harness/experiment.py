@@ -25,7 +25,7 @@ from harness.models.sources import Corpus
 from harness.progress import ProgressBar
 from harness.tasks.base import Example, Task
 from harness.tracking import RunTracker
-from harness.typecheck import check_fields
+from harness.typecheck import check_fields, check_value
 
 
 def check(key: str, ok: bool, expected: str, found: Any) -> None:
@@ -276,6 +276,12 @@ class EvalPolicy:
     def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray | None:
         return None
 
+    def trained_modules(self) -> dict[str, Any]:
+        """What the run trained, by kind (`policy`: the causal LM; `reward_model`: the reward
+        model), logged as MLflow models at the end of the run (harness/logged_models.py). The
+        default: nothing (a policy that is the base model, untouched)."""
+        return {}
+
 
 class Method:
     """The train stage of one family of objectives (`loss.method._target_`): it chooses the
@@ -324,6 +330,13 @@ class Experiment:
     # Identity of the job (hash of its config): a rerun finds its MLflow run and checkpoints.
     run_key: str = ""
     resume: bool = True
+    system_metrics_interval: float | None = None  # seconds between system/* samples; None: off
+    # logger.log_model: the trained policy and reward model logged as MLflow models (what
+    # differs from the base model only; harness/logged_models.py).
+    log_model: bool = True
+
+    def __post_init__(self) -> None:
+        check_value("logger.log_model", self.log_model, bool)
 
     @property
     def evaluator(self) -> Labeler:

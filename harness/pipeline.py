@@ -25,10 +25,12 @@ from harness.errors import InputError, Stopped
 from harness.eval.evaluate import evaluate_policy
 from harness.eval.metrics import mean_ci
 from harness.eval.series import SUMMARY_KEYS as SERIES_SUMMARY
-from harness.experiment import Experiment, Prepared, TrainContext
+from harness.experiment import Experiment, Labelled, Prepared, TrainContext
 from harness.labelers.file import FileExamples
+from harness.logged_models import log_trained_models
 from harness.models.loading import check_model_dir, freeze_lower_layers, load_causal_lm, load_tokenizer
 from harness.progress import progress_bar
+from harness.tracking import dataset_input
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,8 @@ def _tracked(exp: Experiment, prepared: Prepared, key: str | None) -> dict[str, 
         log.info("MLflow run %s %s already finished this configuration: not run again (resume=false runs it anew)",
                  run_id, where)
         return exp.tracker.metrics()
-    log.info("MLflow run %s %s", run_id, where)
+    log.info("MLflow run %s %s; with `mlflow ui` running: %s", run_id, where, exp.tracker.page())
+    monitor = exp.tracker.system_metrics(exp.system_metrics_interval) if exp.system_metrics_interval else None
     try:
         exp.tracker.log_text(exp.config_yaml, "config.yaml")
         metrics = _run_stages(exp, prepared)
@@ -149,8 +152,46 @@ def _tracked(exp: Experiment, prepared: Prepared, key: str | None) -> dict[str, 
         # Stopped by a signal or Ctrl-C: KILLED (the same command resumes it); anything else FAILED.
         exp.tracker.end("KILLED" if isinstance(err, (KeyboardInterrupt, Stopped)) else "FAILED")
         raise
+    finally:
+        if monitor is not None:
+            monitor.finish()
     exp.tracker.end("FINISHED")
     return metrics
+
+
+def datasets(exp: Experiment, prep: Prepared, labelled: Labelled) -> list[Any]:
+    """The run's data as MLflow dataset inputs (the runs table's Dataset column): the prompts,
+    the samples and the labels it trained on, the eval prompts it was judged on. Digests are the
+    artifact keys (a file's SHA-256 for imported labels); sources name the artifact under
+    $PREFHARNESS_CACHE or the task, never a machine's path."""
+    def prompts_digest(examples: Any) -> str:
+        return stages.config_hash({"prompts": [[e.id, e.prompt] for e in examples]})
+
+    task, n, k = exp.task.name, len(prep.train_examples), exp.labels.k
+    inputs = [dataset_input("prompts", prompts_digest(prep.train_examples), n, "training",
+                            {"task": task, "split": "train"}),
+              dataset_input("eval_prompts", prompts_digest(prep.eval_examples), len(prep.eval_examples), "evaluation",
+                            {"task": task, "split": "eval"})]
+    if prep.imported is not None:
+        inputs.append(dataset_input("labels", prep.imported_sha256, n, "training",
+                                    {"file": _portable(str(labelled.meta.get("file", ""))), "labeler": exp.labeler.name}))
+    else:
+        for stage, rows in (("samples", n * k), ("labels", n)):
+            key = labelled.artifacts[stage]
+            inputs.append(dataset_input(stage, key, rows, "training",
+                                        {"artifact": f"{stage}/{key}", "store": "$PREFHARNESS_CACHE/artifacts", "task": task}
+                                        | ({"labeler": exp.labeler.name} if stage == "labels" else {})))
+    return inputs
+
+
+def _portable(path: str) -> str:
+    """A file's path relative to the working directory when it is under it, else its name: what
+    a run records of where a file came from, without a machine's directories."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return resolved.name
 
 
 def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
@@ -165,6 +206,7 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     artifacts = labelled.artifacts | {"eval_initial": stages.config_hash(stages.eval_initial_spec(exp)),
                                       "model": prep.policy_dir.name}
     exp.tracker.set_tags({f"artifact.{k}": v for k, v in artifacts.items()} | {"labeler.version": str(labelled.meta["version"])})
+    exp.tracker.log_inputs(datasets(exp, prep, labelled))
     if labelled.meta.get("agreement") is not None:
         exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
 
@@ -182,6 +224,8 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
             result.metrics |= mean_ci(proxy).as_metrics("eval/proxy_reward")
     exp.tracker.log_metrics(result.metrics, step=1)
     exp.tracker.log_table(result.table, "eval_samples.json")
+    # What the method trained (policy, reward model) as MLflow models of the run (logger.log_model).
+    log_trained_models(exp, trained)
     # The series' gold peak during training (eval/series.py, logged by its callback) joins the
     # summary, so the run's last line says where gold peaked.
     return result.metrics | {k: v for k, v in exp.tracker.metrics().items() if k in SERIES_SUMMARY}

@@ -1,7 +1,7 @@
 """`harness-report`: paper-style tables and figures regenerated from MLflow runs alone.
 
     harness-report [--tracking-uri URI] [--experiment NAME ...] [--filter "MLflow filter"]
-                   [--tag key=value ...] [--out reports/]
+                   [--tag key=value ...] [--parent RUN] [--out reports/]
 
 No Hydra here: a report has a handful of flags and no config tree to compose.
 """
@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", default="", help='MLflow search filter, e.g. "params.`labels.n` = \'1000\'"')
     p.add_argument("--tag", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="keep runs whose tag KEY equals VALUE (repeatable), e.g. sweep.name=methods")
+    p.add_argument("--parent", default="", metavar="RUN",
+                   help="keep the runs of one sweep: its parent run's id or name (e.g. sweep-kl_coef)")
     p.add_argument("--out", default="reports", help="output directory (default: reports/)")
     return p
 
@@ -69,6 +71,8 @@ def command_line(selection: Selection, out: str) -> str:
         args += ["--filter", selection.filter]
     for key, value in selection.tags.items():
         args += ["--tag", f"{key}={value}"]
+    if selection.parent:
+        args += ["--parent", selection.parent]
     return shlex.join([*args, "--out", out])
 
 
@@ -77,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     # mlflow.get_tracking_uri() reads MLFLOW_TRACKING_URI and otherwise gives MLflow's default.
     selection = Selection(tracking_uri=args.tracking_uri or mlflow.get_tracking_uri(),
-                          experiments=tuple(args.experiment), filter=args.filter, tags=parse_tags(args.tag, p))
+                          experiments=tuple(args.experiment), filter=args.filter, tags=parse_tags(args.tag, p),
+                          parent=args.parent)
     try:
         check_out(Path(args.out))
         runs, excluded = load_runs(selection)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ from harness.experiment import (
     TrainSettings,
 )
 from harness.pipeline import check, run_experiment
-from harness.tracking import RunTracker, flatten
+from harness.tracking import MAX_PARAM_CHARS, PARENT_TAG, RunTracker, SweepParent, flatten, source_tags
+
+PARENT_RUN_VAR = "PREFHARNESS_PARENT_RUN"  # a sweep's parent run id, set by `harness -m` for its jobs
 from harness.typecheck import check_arguments, check_value
 
 # The configs ship inside the package (harness/conf), so an installed `harness` finds them;
@@ -85,8 +89,13 @@ def check_config(cfg: DictConfig) -> None:
     # Plain keys the code reads directly (the rest are a settings dataclass's or a _target_'s).
     for key, hint in (("model.trainable_layers", int | None), ("paths.cache_dir", str),
                       ("logger.experiment_name", str), ("logger.run_name", str | None),
-                      ("logger.tracking_uri", str | None)):
+                      ("logger.tracking_uri", str | None), ("logger.description", str | None),
+                      ("logger.system_metrics", bool), ("logger.system_metrics_interval", float),
+                      ("logger.log_model", bool),
+                      ("preset", str | None)):
         check_value(key, OmegaConf.select(cfg, key), hint)
+    if not cfg.logger.system_metrics_interval > 0:
+        raise InputError(f"logger.system_metrics_interval: expected seconds > 0, got {cfg.logger.system_metrics_interval}")
     _check_node(cfg, "")
     trainer = _plain(cfg.trainer)
     check_arguments(L.Trainer, trainer, key=lambda name: f"trainer.{name}")
@@ -131,12 +140,22 @@ def _check_node(node: DictConfig | ListConfig, path: str) -> None:
         check_arguments(target, arguments, key=lambda name: _source_key(node, name, f"{path}.{name}"))
 
 
-def _sweep_tags(cfg: DictConfig) -> dict[str, str]:
-    if not cfg.sweep.get("name"):
+def _overrides_tag() -> dict[str, str]:
+    """What the user changed, as given on the command line (a sweep job: with its point's values)."""
+    if not HydraConfig.initialized():
         return {}
-    tags = {"sweep.name": str(cfg.sweep.name)}
+    return {"overrides": " ".join(HydraConfig.get().overrides.task)[:MAX_PARAM_CHARS]}
+
+
+def _sweep_tags(cfg: DictConfig) -> dict[str, str]:
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
-    if hydra_cfg is not None and hydra_cfg.mode == RunMode.MULTIRUN:
+    multirun = hydra_cfg is not None and hydra_cfg.mode == RunMode.MULTIRUN
+    # A job of `harness -m` is a child of the sweep's parent run (main() opened it).
+    parent = {PARENT_TAG: os.environ[PARENT_RUN_VAR]} if multirun and os.environ.get(PARENT_RUN_VAR) else {}
+    if not cfg.sweep.get("name"):
+        return parent
+    tags = {"sweep.name": str(cfg.sweep.name)} | parent
+    if multirun:
         # One id per launch: every job of `harness -m` shares the sweep directory.
         tags["sweep.id"] = config_hash({"dir": str(Path(hydra_cfg.sweep.dir).resolve())})[:8]
         tags["sweep.job"] = str(hydra_cfg.job.num)
@@ -206,12 +225,12 @@ def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool
         "task": cfg.task.name, "model": cfg.model.name, "loss": cfg.loss.name,
         "labeler": cfg.labeler.name, "seed": str(cfg.seed), "init": cfg.init.policy,
     }
-    if cfg.get("experiment_name"):
-        tags["experiment"] = str(cfg.experiment_name)
-    tags |= _sweep_tags(cfg)
+    if cfg.get("preset"):
+        tags["preset"] = str(cfg.preset)
+    tags |= _sweep_tags(cfg) | source_tags() | _overrides_tag()
     beta = f"-b{cfg.loss.beta}" if "beta" in cfg.loss else ""
     run_name = cfg.logger.run_name or f"{cfg.task.name}-{cfg.loss.name}-{cfg.model.name}-n{cfg.labels.n}{beta}"
-    tracker = RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri)
+    tracker = RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri, cfg.logger.get("description"))
     return Experiment(
         task=task, model_source=model_source, labeler=labeler, method=method,
         **settings,
@@ -229,6 +248,9 @@ def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool
         tags=tags | {f"input.{key}": digest[:16] for key, digest in inputs.items()}, params=flatten(_plain(cfg)),
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         run_key=run_key(cfg, tracker, inputs), resume=cfg.resume,
+        system_metrics_interval=(float(cfg.logger.system_metrics_interval)
+                                 if cfg.logger.get("system_metrics", False) else None),
+        log_model=cfg.logger.log_model,
     )
 
 
@@ -294,15 +316,35 @@ NOT_CHECKED = ("help", "hydra_help", "version", "cfg", "shell_completion", "conf
                "experimental_rerun", "info")
 
 
-def check_command_line(argv: Sequence[str]) -> None:
+@dataclass
+class SweepPlan:
+    """What `harness -m` is about to launch: the composed config (sweep values unexpanded), the
+    command's overrides, the grid (sweeper params and comma lists) and, for the basic sweeper,
+    the points."""
+
+    cfg: DictConfig
+    overrides: list[str]
+    points: list[list[str]] | None
+
+    def grid(self) -> dict[str, str]:
+        params = {str(k): str(v) for k, v in (self.cfg.hydra.sweeper.params or {}).items()}
+        for override in self.overrides:
+            key, sep, value = override.partition("=")
+            if sep and ("," in value or value.strip().startswith(("range(", "choice(", "glob(", "interval("))):
+                params[key.lstrip("+~")] = value
+        return params
+
+
+def check_command_line(argv: Sequence[str]) -> SweepPlan | None:
     """Before Hydra runs anything: the overrides compose (Hydra's own message, under our first
     line and exit code), and with -m every point of the sweep is built and checked as its job
-    would be (`pipeline.check`), so a bad point stops the sweep before any job runs."""
+    would be (`pipeline.check`), so a bad point stops the sweep before any job runs. Returns the
+    sweep's plan with -m, else None."""
     from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
 
     args = get_args_parser().parse_args(argv)
     if any(getattr(args, flag, None) for flag in NOT_CHECKED):
-        return
+        return None
     mode = RunMode.MULTIRUN if args.multirun else RunMode.RUN
     with hydra.initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
@@ -315,16 +357,17 @@ def check_command_line(argv: Sequence[str]) -> None:
             override = getattr(err, "override", None)  # a parse error: name the override it is in
             raise InputError(f"{override}: {message}" if override else message) from None
         if mode == RunMode.MULTIRUN:
-            _check_sweep(cfg, loader, args.config_name or "config")
+            return SweepPlan(cfg, list(args.overrides), _check_sweep(cfg, loader, args.config_name or "config"))
+    return None
 
 
-def _check_sweep(cfg: DictConfig, loader: Any, config_name: str) -> None:
+def _check_sweep(cfg: DictConfig, loader: Any, config_name: str) -> list[list[str]] | None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if cfg.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         log.warning("hydra/sweeper=%s: its points are checked as each job starts", cfg.hydra.sweeper._target_)
-        return
+        return None
     # The basic sweeper's own expansion: hydra.sweeper.params, then the command line's overrides.
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
     task = list(cfg.hydra.overrides.task)
@@ -341,19 +384,63 @@ def _check_sweep(cfg: DictConfig, loader: Any, config_name: str) -> None:
             changed = " ".join(o for o in point if o not in task) or " ".join(point)
             raise InputError(f"sweep job {number} of {len(points)} ({changed}): {err}; no job was launched") from None
     print(f"harness: the {len(points)} jobs of the sweep are checked", file=sys.stderr)
+    return [list(p) for p in points]
 
 
 def _names(overrides: Sequence[str], key: str) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
 
 
+def open_sweep_parent(plan: SweepPlan) -> SweepParent:
+    """The sweep's parent run, found again when the same command runs again (same overrides,
+    store and experiment), its id passed to the jobs in PREFHARNESS_PARENT_RUN (inherited by the
+    launcher's processes)."""
+    cfg = plan.cfg
+    name = str(cfg.sweep.get("name") or "multirun")
+    tracker = RunTracker(cfg.logger.experiment_name, f"sweep-{name}", cfg.logger.tracking_uri,
+                         cfg.logger.get("description"))
+    tracker.check()
+    key = config_hash({"sweep": name, "overrides": sorted(plan.overrides),
+                       "mlflow": [tracker.tracking_uri, tracker.experiment_name]})
+    parent = SweepParent(tracker, key, len(plan.points) if plan.points is not None else None)
+    grid = plan.grid()
+    launcher = str(cfg.hydra.launcher.get("_target_", ""))
+    sweep = {"name": name, "overrides": plan.overrides, "grid": grid, "launcher": launcher,
+             "points": plan.points}
+    tags = ({"sweep.name": name} if cfg.sweep.get("name") else {}) | {"overrides": " ".join(plan.overrides)} | source_tags()
+    params = {f"grid.{k}": v[:MAX_PARAM_CHARS] for k, v in grid.items()} | {
+        "launcher": launcher, "jobs": str(parent.jobs if parent.jobs is not None else "unknown")}
+    run_id = parent.open(tags, params, {"sweep.json": json.dumps(sweep, indent=1)})
+    os.environ[PARENT_RUN_VAR] = run_id
+    log.info("sweep %s: parent MLflow run %s in experiment %r; with `mlflow ui` running: %s", name, run_id,
+             tracker.experiment_name, tracker.page())
+    return parent
+
+
 def main() -> None:
-    """`harness`: the command line checked (check_command_line), then Hydra runs the job(s)."""
+    """`harness`: the command line checked (check_command_line), then Hydra runs the job(s); a
+    sweep (-m) runs under a parent MLflow run that is closed with the launch's outcome."""
     try:
-        check_command_line(sys.argv[1:])
+        plan = check_command_line(sys.argv[1:])
+        parent = open_sweep_parent(plan) if plan is not None else None
     except InputError as err:
         fail(str(err))
-    run_job()
+    if parent is None:
+        run_job()
+        return
+    status = "FAILED"
+    try:
+        run_job()  # Hydra exits (SystemExit 1) when a job fails
+        status = "FINISHED"
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        status = "FINISHED" if code == 0 else "KILLED" if code > 128 else "FAILED"  # 128 + signal: stopped
+        raise
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        parent.close(status)
 
 
 if __name__ == "__main__":

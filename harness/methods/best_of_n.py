@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from harness.data.collate import pack
 from harness.errors import InputError
 from harness.experiment import (EvalPolicy, EvalSettings, Experiment, Method, RewardModelSettings, TrainContext,
                                 TrainSettings)
-from harness.methods.policies import reward_scores
+from harness.methods.policies import initial_policy_trained, reward_scores
 from harness.models.reward import RewardModel
 from harness.progress import ProgressBar
 from harness.stages import eval_samples, reward_model
@@ -39,6 +39,10 @@ class BestOfNPolicy(EvalPolicy):
                 scores = self.reward_model(pack([p] * len(group), group, prep.tokenizer.pad_token_id, True))
                 best.append(group[int(scores.argmax())])
         return best
+
+    def trained_modules(self) -> dict[str, Any]:
+        """The reward model; the policy only when the run fine-tuned it first (init.policy=sft)."""
+        return initial_policy_trained(self.ctx) | {"reward_model": self.reward_model}
 
     def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray:
         return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)

@@ -69,6 +69,9 @@ class SampledPolicy(EvalPolicy):
     ctx: TrainContext
     reward_model: RewardModel | None = None
 
+    def trained_modules(self) -> dict[str, Any]:
+        return {"policy": self.model} | ({"reward_model": self.reward_model} if self.reward_model is not None else {})
+
     def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray | None:
         if self.reward_model is None:
             return None
@@ -87,11 +90,23 @@ class SampledPolicy(EvalPolicy):
             batched_logps(reference, *args, "eval KL: reference"))
 
 
+def initial_policy_trained(ctx: TrainContext) -> dict[str, Any]:
+    """The initial policy among what a run trained when it is not the base model: fine-tuned
+    first (init.policy=sft)."""
+    return {"policy": ctx.prep.policy} if ctx.exp.init.policy == "sft" else {}
+
+
 @dataclass
 class InitialPolicy(EvalPolicy):
-    """The initial policy, unchanged: its cached eval responses, KL 0."""
+    """The initial policy, unchanged: its cached eval responses, KL 0. `reward_model`: the one
+    the run trained (loss=reward_model), logged with the run."""
 
     ctx: TrainContext
+    reward_model: RewardModel | None = None
+
+    def trained_modules(self) -> dict[str, Any]:
+        trained = initial_policy_trained(self.ctx)
+        return trained | ({"reward_model": self.reward_model} if self.reward_model is not None else {})
 
     def responses(self, eval_ids: Sequence[Sequence[int]], progress: ProgressBar) -> list[list[int]]:
         return [list(r) for r in self.ctx.initial_ids]

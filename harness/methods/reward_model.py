@@ -30,5 +30,4 @@ class RewardModelOnly(Method):
         self.reward_model.check_budget(len(examples))
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
-        reward_model(ctx, self.reward_model)
-        return InitialPolicy(ctx)
+        return InitialPolicy(ctx, reward_model=reward_model(ctx, self.reward_model))

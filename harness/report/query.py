@@ -8,6 +8,7 @@ run it leaves out is listed with its reason, so a report never drops a run silen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ PAGE = 1000  # runs per search_runs page
 NOT_IDENTITY = ("params.seed", "params.threads", "params.resume")
 NOT_IDENTITY_PREFIXES = ("params.logger.", "params.paths.")
 # Tags that describe the configuration (most repeat a param; `init` may not).
+SWEEP_PARENT_TAG = "prefharness.sweep_parent"  # as harness/tracking.py writes it: a sweep, not an experiment
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 IDENTITY_TAGS = ("tags.task", "tags.model", "tags.loss", "tags.labeler", "tags.labeler.version", "tags.init")
 
 
@@ -39,12 +42,14 @@ class Selection:
     experiments: tuple[str, ...] = ()
     filter: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    parent: str = ""  # a sweep's parent run (id or run name): only its children
 
     def describe(self) -> str:
         experiments = ", ".join(self.experiments) if self.experiments else "all"
         tags = ", ".join(f"{k}={v}" for k, v in self.tags.items()) or "none"
+        parent = f"; parent run: {self.parent}" if self.parent else ""
         return (f"tracking URI {self.tracking_uri}; experiments: {experiments}; "
-                f"filter: {self.filter or 'none'}; tags: {tags}")
+                f"filter: {self.filter or 'none'}; tags: {tags}{parent}")
 
 
 def _check_store_exists(uri: str) -> None:
@@ -94,20 +99,48 @@ def _row(run, experiment: str) -> dict[str, object]:  # noqa: ANN001 - mlflow.en
     return row
 
 
+def _search(client: MlflowClient, experiments: list[str], filter_string: str) -> list:
+    runs, token = [], None
+    while experiments:
+        page = client.search_runs(experiments, filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
+                                  max_results=PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    return runs
+
+
+def _parent_id(client: MlflowClient, experiments: list[str], parent: str) -> str:
+    """A sweep's parent run, given by run id or by run name (e.g. sweep-kl_coef)."""
+    if RUN_ID.match(parent):
+        try:
+            return client.get_run(parent).info.run_id
+        except MlflowException:
+            pass
+    named = [r for r in _search(client, experiments, f"tags.`{SWEEP_PARENT_TAG}` = '1'")
+             if parent in (r.info.run_name, r.info.run_id)]
+    if not named:
+        raise InputError(f"--parent {parent}: no sweep parent run has this id or name in the selected experiments")
+    if len(named) > 1:
+        ids = ", ".join(f"{r.info.run_id} ({r.data.tags.get('overrides', '')})" for r in named)
+        raise InputError(f"--parent {parent}: {len(named)} sweep parent runs have this name; give one id: {ids}")
+    return named[0].info.run_id
+
+
 def fetch_runs(selection: Selection) -> pd.DataFrame:
-    """Every run the selection matches, whatever its status. Raises InputError if none."""
+    """Every run the selection matches, whatever its status, except sweeps' parent runs (they
+    summarise their children; with `parent`, only that sweep's children). Raises InputError if
+    none."""
     _check_store_exists(selection.tracking_uri)
     try:
         client = MlflowClient(selection.tracking_uri)
         experiments = _experiments(client, selection)
-        runs, token = [], None
-        while experiments:
-            page = client.search_runs(list(experiments), filter_string=selection.filter,
-                                      run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                break
+        filters = [selection.filter] if selection.filter else []
+        if selection.parent:
+            filters.append(f"tags.`mlflow.parentRunId` = '{_parent_id(client, list(experiments), selection.parent)}'")
+        runs = [r for r in _search(client, list(experiments), " and ".join(filters))
+                if r.data.tags.get(SWEEP_PARENT_TAG) != "1"]
     except MlflowException as err:
         first_line = str(err.message).strip().splitlines()[0] if str(err.message).strip() else type(err).__name__
         raise InputError(f"MLflow search failed: {first_line} (selection: {selection.describe()})") from err

@@ -44,7 +44,7 @@ def test_experiment_composes_and_builds(experiment: str, tmp_path: Path) -> None
     exp = build_experiment(cfg, tmp_path)
     assert exp.labels.n >= 1
     assert exp.task.examples("eval")
-    assert exp.tags["experiment"] == experiment
+    assert exp.tags["preset"] == experiment
 
 
 def test_objects_are_chosen_by_target() -> None:

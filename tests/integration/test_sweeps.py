@@ -19,10 +19,11 @@ def multirun(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
 
 
 def finished_runs(env: dict[str, str], experiment: str) -> list:
+    """The jobs' runs (not the sweep's parent), all finished."""
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert all(r.info.status == "FINISHED" for r in runs)
-    return runs
+    return [r for r in runs if r.data.tags.get("prefharness.sweep_parent") != "1"]
 
 
 @pytest.mark.timeout(900)  # as long as the multirun's own timeout
@@ -53,3 +54,23 @@ def test_two_job_sweep_on_submitit_local(harness_env: dict[str, str], tmp_path: 
     runs = finished_runs(env, "sweep-submitit")
     assert sorted(r.data.params["loss.beta"] for r in runs) == ["0.2", "0.4"]  # the command line's grid wins
     assert {r.data.tags["sweep.name"] for r in runs} == {"kl_coef"}
+    # MLflow's convention for a sweep: a parent run with the jobs as its children.
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp_id = client.get_experiment_by_name("sweep-submitit").experiment_id
+    (parent,) = client.search_runs([exp_id], filter_string="tags.`prefharness.sweep_parent` = '1'")
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep-kl_coef"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert parent.data.params["grid.loss.beta"] == "0.2,0.4" and parent.data.metrics["sweep/jobs_finished"] == 2
+    assert parent.data.tags["sweep.best_run"] in {r.info.run_id for r in runs}
+    # Launched again: nothing reruns, the same parent is reused, no new run appears.
+    again = multirun(["+sweep=kl_coef", "experiment=smoke", "hydra/launcher=submitit_local", "loss.beta=0.2,0.4",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}"], env, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(client.search_runs([exp_id])) == 3
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
+    # A report selects the sweep by its parent run, by name or id.
+    report = subprocess.run([sys.executable, "-m", "harness.cli.report", "--parent", "sweep-kl_coef",
+                             "--out", str(tmp_path / "report")], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.startswith("2 runs selected"), report.stdout

@@ -124,8 +124,8 @@ def myconf(tmp_path: Path) -> Path:
     OmegaConf.save(dpo, conf / "loss" / "my_dpo.yaml")  # interpolations kept, not resolved
     (conf / "experiment").mkdir()
     preset = (REPO / "harness" / "conf" / "experiment" / "smoke.yaml").read_text()
-    preset = preset.replace("experiment_name: smoke", "experiment_name: my_smoke")
-    assert "experiment_name: my_smoke" in preset
+    preset = preset.replace("preset: smoke", "preset: my_smoke")
+    assert "preset: my_smoke" in preset
     (conf / "experiment" / "my_smoke.yaml").write_text(preset + "\nsweep:\n  name: mine\n")
     return conf
 
@@ -147,6 +147,6 @@ def test_user_experiment_preset_from_searchpath(venv: Path, user_env: dict[str, 
     out = run([venv / "bin" / "harness", "experiment=my_smoke", "loss=my_dpo", f"hydra.searchpath=[file://{myconf}]",
                "--cfg", "job"], cwd=tmp_path, env=user_env).stdout
     cfg = OmegaConf.create(out)
-    assert cfg.experiment_name == "my_smoke" and cfg.sweep.name == "mine"
+    assert cfg.preset == "my_smoke" and cfg.sweep.name == "mine"
     assert cfg.loss.name == "my_dpo" and cfg.loss.beta == 0.25
     assert cfg.task.name == "sentiment" and cfg.model.name == "tiny" and cfg.labels.n == 32
