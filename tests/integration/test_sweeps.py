@@ -37,6 +37,7 @@ def test_kl_sweep_with_ppo_trains_the_reward_model_once(harness_env: dict[str, s
     assert sorted(r.data.params["loss.beta"] for r in runs) == ["0.03", "0.1", "0.3", "1.0"]
     assert {r.data.tags["sweep.name"] for r in runs} == {"kl_coef"}
     assert len({r.data.tags["sweep.id"] for r in runs}) == 1  # one launch
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1  # joblib's workers found the parent
     assert len({r.data.tags["artifact.reward_model"] for r in runs}) == 1
     # One computation of the shared reward model: in the jobs' logs and in the cache.
     logs = "".join(p.read_text() for p in sweep_dir.glob("*/*.log"))
