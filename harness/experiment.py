@@ -41,9 +41,11 @@ class SamplingSettings:
     temperature: float
     top_p: float
     batch_size: int
+    chunk: int  # train prompts per chunk of the sample pool (stages.samples)
 
     def __post_init__(self) -> None:
         check_fields(self, "sampling")
+        check("sampling.chunk", self.chunk >= 1, "an integer ≥ 1", self.chunk)
         check("sampling.temperature", self.temperature > 0, "a temperature > 0", self.temperature)
         check("sampling.top_p", 0 < self.top_p <= 1, "a probability in (0, 1]", self.top_p)
         check("sampling.batch_size", self.batch_size >= 1, "an integer ≥ 1", self.batch_size)

@@ -176,10 +176,10 @@ def datasets(exp: Experiment, prep: Prepared, labelled: Labelled) -> list[Any]:
         inputs.append(dataset_input("labels", prep.imported_sha256, n, "training",
                                     {"file": _portable(str(labelled.meta.get("file", ""))), "labeler": exp.labeler.name}))
     else:
+        pool = {"prompts": n, "chunk": exp.sampling.chunk, "task": task}  # the pool's first n prompts (stages.samples)
         for stage, rows in (("samples", n * k), ("labels", n)):
-            key = labelled.artifacts[stage]
-            inputs.append(dataset_input(stage, key, rows, "training",
-                                        {"artifact": f"{stage}/{key}", "store": "$PREFHARNESS_CACHE/artifacts", "task": task}
+            inputs.append(dataset_input(stage, labelled.artifacts[stage], rows, "training",
+                                        {"artifacts": f"$PREFHARNESS_CACHE/artifacts/{stage}"} | pool
                                         | ({"labeler": exp.labeler.name} if stage == "labels" else {})))
     return inputs
 

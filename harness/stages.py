@@ -126,62 +126,113 @@ def task_stop(tokenizer: Any, exp: Experiment) -> Stop:
 
 
 def samples_spec(exp: Experiment) -> dict[str, Any]:
+    """The identity of a run's samples: its first labels.n prompts of the chunked pool."""
     return model_keys(exp) | {"n": exp.labels.n, "k": exp.labels.k, "sampling": asdict(exp.sampling),
                               "seed": exp.seed}
 
 
-def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> list[dict[str, Any]]:
-    """k responses of the initial policy to each train prompt, with their decoded texts."""
-    n, k = exp.labels.n, exp.labels.k
+def chunks(exp: Experiment, n: int) -> list[tuple[int, int]]:
+    """The pool's chunks (start, stop) over the task's train prompts that the first `n` need:
+    `sampling.chunk` prompts each, the last one cut at the end of the pool."""
+    size, pool = exp.sampling.chunk, len(exp.task.examples("train"))
+    return [(start, min(start + size, pool)) for start in range(0, n, size)]
 
-    def build(out: Path) -> None:
-        responses = generate_responses(
-            prep.policy, prep.tokenizer, prep.train_ids, max_new_tokens=exp.task.max_new_tokens,
-            temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
-            batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, "samples"),
-            progress=progress, desc=f"sampling {k} responses × {n} prompts", stop=task_stop(prep.tokenizer, exp),
-        )
-        write_jsonl(out / "samples.jsonl", [
-            {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
-             "texts": [prep.tokenizer.decode(x, skip_special_tokens=True) for x in r]}
-            for e, p, r in zip(prep.train_examples, prep.train_ids, responses)
-        ])
 
-    return read_jsonl(cache.get_or_build("samples", samples_spec(exp), build) / "samples.jsonl")
+def samples_chunk_spec(exp: Experiment, start: int) -> dict[str, Any]:
+    """One chunk of the pool: its samples depend on the chunk, never on labels.n, so a smaller
+    budget reads a prefix of what a larger one built (and a label-budget sweep samples its
+    largest budget once)."""
+    return model_keys(exp) | {"k": exp.labels.k, "sampling": asdict(exp.sampling), "seed": exp.seed,
+                              "chunk_start": start}
+
+
+def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> list[list[dict[str, Any]]]:
+    """k responses of the initial policy to the train prompts, with their decoded texts, chunk
+    by chunk of the pool, as many chunks as the first labels.n prompts need (each chunk its own
+    artifact and seed, sampled whole even when fewer of its prompts are used)."""
+    k = exp.labels.k
+    train = exp.task.examples("train")
+    context = context_length(prep.policy.config)
+    found: list[list[dict[str, Any]]] = []
+    for start, stop in chunks(exp, exp.labels.n):
+        examples = train[start:stop]
+
+        def build(out: Path, start: int = start, examples: Sequence[Example] = examples) -> None:
+            ids = encode_prompts(prep.tokenizer, examples, exp.task.max_new_tokens, context)
+            responses = generate_responses(
+                prep.policy, prep.tokenizer, ids, max_new_tokens=exp.task.max_new_tokens,
+                temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
+                batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, f"samples:{start}"),
+                progress=progress, stop=task_stop(prep.tokenizer, exp),
+                desc=f"sampling {k} responses × prompts {start}–{start + len(examples) - 1}",
+            )
+            write_jsonl(out / "samples.jsonl", [
+                {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
+                 "texts": [prep.tokenizer.decode(x, skip_special_tokens=True) for x in r]}
+                for e, p, r in zip(examples, ids, responses)
+            ])
+
+        found.append(read_jsonl(cache.get_or_build("samples", samples_chunk_spec(exp, start), build) / "samples.jsonl"))
+    return found
 
 
 def labels_spec(exp: Experiment) -> dict[str, Any]:
     return {"samples": config_hash(samples_spec(exp)), "labeler": exp.keys.get("labeler"), "seed": exp.seed}
 
 
-def labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar,
-           sampled: Sequence[Mapping[str, Any]]) -> Path:
-    """The labeler's best-of-k choice for each sampled group, with votes and provenance."""
+def labels_chunk_spec(exp: Experiment, start: int) -> dict[str, Any]:
+    return {"samples": config_hash(samples_chunk_spec(exp, start)), "labeler": exp.keys.get("labeler"),
+            "seed": exp.seed}
 
-    def build(out: Path) -> None:
-        rng = np.random.default_rng(stage_seed(exp.seed, "labels"))
-        task_id = progress.add_task(f"labelling with {exp.labeler.name}", total=1)
-        result = exp.labeler.label(prep.train_examples, [s["texts"] for s in sampled], rng)
-        progress.advance(task_id)
-        provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
-                      "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        write_jsonl(out / "labels.jsonl", [
-            {"id": s["id"], "choice": int(c), "votes": v.tolist()} | provenance
-            for s, c, v in zip(sampled, result.choice, result.votes.T)
-        ])
-        (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
 
-    return cache.get_or_build("labels", labels_spec(exp), build)
+def labels(exp: Experiment, cache: ArtifactCache, progress: ProgressBar,
+           sampled: Sequence[Sequence[Mapping[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The labeler's best-of-k choice for each sampled group, with votes and provenance, chunk
+    by chunk as the samples (each chunk's labels drawn with its own seed); and the labels' meta
+    over the first labels.n: provenance and the annotators' agreement on those prompts."""
+    rows: list[dict[str, Any]] = []
+    train = exp.task.examples("train")
+    meta: dict[str, Any] = {}
+    for (start, stop), chunk in zip(chunks(exp, exp.labels.n), sampled):
+
+        def build(out: Path, start: int = start, stop: int = stop, chunk: Sequence[Mapping[str, Any]] = chunk) -> None:
+            rng = np.random.default_rng(stage_seed(exp.seed, f"labels:{start}"))
+            task_id = progress.add_task(f"labelling prompts {start}–{stop - 1} with {exp.labeler.name}", total=1)
+            result = exp.labeler.label(train[start:stop], [s["texts"] for s in chunk], rng)
+            progress.advance(task_id)
+            provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
+                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            write_jsonl(out / "labels.jsonl", [
+                {"id": s["id"], "choice": int(c), "votes": v.tolist()} | provenance
+                for s, c, v in zip(chunk, result.choice, result.votes.T)
+            ])
+            (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
+
+        path = cache.get_or_build("labels", labels_chunk_spec(exp, start), build)
+        rows += read_jsonl(path / "labels.jsonl")
+        meta = json.loads((path / "meta.json").read_text())
+    rows = rows[: exp.labels.n]
+    # Agreement over the prompts used: the mean over prompts of the annotator pairs that agree.
+    agreement = (float(np.mean([row_agreement(r["votes"]) for r in rows]))
+                 if meta.get("agreement") is not None else None)
+    return rows, {k: v for k, v in meta.items() if k != "time"} | {"agreement": agreement}
+
+
+def row_agreement(votes: Sequence[int]) -> float:
+    """Share of annotator pairs that made the same choice on one prompt (1 for one annotator)."""
+    a = len(votes)
+    pairs = [(i, j) for i in range(a) for j in range(i + 1, a)]
+    return float(np.mean([votes[i] == votes[j] for i, j in pairs])) if pairs else 1.0
 
 
 def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> Labelled:
     """Samples of the initial policy, labelled best-of-k by the simulated panel."""
-    sampled = samples(exp, prep, cache, progress)
-    labels_dir = labels(exp, prep, cache, progress, sampled)
-    chosen = read_jsonl(labels_dir / "labels.jsonl")
+    pool = samples(exp, prep, cache, progress)
+    sampled = [row for chunk in pool for row in chunk][: exp.labels.n]
+    chosen, meta = labels(exp, cache, progress, pool)
     return Labelled(
         [s["prompt_ids"] for s in sampled], [s["responses"] for s in sampled], [lab["choice"] for lab in chosen],
-        spec=samples_spec(exp), meta=json.loads((labels_dir / "meta.json").read_text()),
+        spec=samples_spec(exp), meta=meta,
         artifacts={"samples": config_hash(samples_spec(exp)), "labels": config_hash(labels_spec(exp))},
         choices_key=config_hash(labels_spec(exp)),
     )

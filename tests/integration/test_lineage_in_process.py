@@ -24,10 +24,10 @@ def test_a_run_lists_the_data_it_used_and_where_it_came_from(tmp_path: Path, mon
     tags = run.data.tags
     found = inputs(run)
     assert set(found) == {"prompts", "eval_prompts", "samples", "labels"}
-    # The samples and labels it trained on are the artifacts it tagged: digest = artifact key.
+    # The samples and labels it trained on: digest = the key it tagged (the pool's first n).
     for stage, rows in (("samples", 32 * 2), ("labels", 32)):
         digest, source, profile, context = found[stage]
-        assert digest == tags[f"artifact.{stage}"] and source["artifact"] == f"{stage}/{digest}"
+        assert digest == tags[f"artifact.{stage}"] and source["prompts"] == 32 and source["chunk"] == 50
         assert profile == {"num_rows": rows} and context == "training"
     assert found["prompts"][2] == {"num_rows": 32} and found["eval_prompts"][2] == {"num_rows": 16}
     assert found["eval_prompts"][3] == "evaluation" and found["prompts"][1] == {"task": exp.task.name, "split": "train"}
