@@ -1,7 +1,7 @@
 """Throughput of the harness against TRL on identical work, and of the sweep's sharing.
 
-    python -m bench                      # every objective, 2 rounds, A/B alternating
-    python -m bench --only dpo,kto --rounds 3
+    python -m bench                      # every objective, 3 rounds, A/B alternating
+    python -m bench --only dpo,kto --rounds 5
     python -m bench --write reports/benchmarks.md
     python -m bench sweep                # the 4-point loss.beta sweep vs four independent runs
 
@@ -146,9 +146,9 @@ def params() -> tuple[int, int]:
 
 
 def table(m: Measurements, comparisons: list[Comparison], peak: float, n_params: int) -> str:
-    lines = ["| work | unit | harness | TRL / HF | harness ÷ TRL (per round) | bar | met | harness GFLOP/s (% peak) "
-             "| TRL GFLOP/s (% peak) | harness peak MiB | TRL peak MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| work | unit | harness | TRL / HF | harness ÷ TRL: median (min–max) | per round | bar | met "
+             "| harness GFLOP/s (% peak) | TRL GFLOP/s (% peak) | harness peak MiB | TRL peak MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         a, b = m.rate(c.ours), m.rate(c.theirs)
         ratios = m.ratios(c.ours, c.theirs)
@@ -158,8 +158,9 @@ def table(m: Measurements, comparisons: list[Comparison], peak: float, n_params:
         met = "" if c.target is None else ("yes" if ratio >= c.target else
                                            "parity (same call)" if ratio >= c.target - c.parity else "**no**")
         per_round = ", ".join(f"{r:.2f}" for r in ratios)
+        spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "–"
         lines.append(
-            f"| {c.name} | {c.unit} | {a:.1f} | {b:.1f} | **{ratio:.2f}** ({per_round}) | "
+            f"| {c.name} | {c.unit} | {a:.1f} | {b:.1f} | **{ratio:.2f}** ({spread}) | {per_round} | "
             f"{'' if c.target is None else f'≥ {c.target:g}'} | {met} | {ga:.1f} ({100 * ga / peak:.0f}%) | "
             f"{gb:.1f} ({100 * gb / peak:.0f}%) | {m.peak(c.ours):.0f} | {m.peak(c.theirs):.0f} |")
     return "\n".join(lines)
@@ -240,7 +241,8 @@ def benchmark(args: argparse.Namespace) -> None:
            f"Model: random Llama, {n_params / 1e6:.2f}M parameters ({MODEL['num_layers']} blocks, hidden "
            f"{MODEL['hidden_size']}, {vocab}-token BPE); prompts {PROMPT_TOKENS[0]}–{PROMPT_TOKENS[1]} "
            f"and responses {RESPONSE_TOKENS[0]}–{RESPONSE_TOKENS[1]} tokens; {BATCH} items per step; rollouts "
-           f"{NEW_TOKENS} new tokens; {args.rounds} rounds × {args.steps} timed steps (median shown).", ""]
+           f"{NEW_TOKENS} new tokens; {args.rounds} rounds × {args.steps} timed steps; rates are medians, ratios the "
+           f"median of the per-round ratios with their min and max (bars judged on the median).", ""]
     sections = {}
     if comparisons:
         sections["throughput"] = "\n".join(header + [table(m, comparisons, peak, n_params)])
@@ -258,7 +260,7 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command")
     ap.add_argument("--only", help=f"comma-separated subset of {', '.join(GROUPS)}")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (≥ 1; at least 3 for a spread worth reading)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

@@ -56,3 +56,14 @@ def test_harness_side_runs_a_dpo_step():
 
     result = run("dpo", steps=1, warmup=1)
     assert result.items == BATCH and result.seconds > 0 and result.peak_mb > 0
+
+
+def test_table_reads_the_median_of_per_round_ratios_with_their_spread():
+    from bench.__main__ import Comparison, Job, Measurements, table
+
+    ours, theirs = Job("harness", "dpo"), Job("trl", "dpo")
+    m = Measurements({ours: [{"items": i, "seconds": 1.0, "peak_mb": 1.0, "tokens_per_item": 10} for i in (2, 3, 4)],
+                      theirs: [{"items": 1, "seconds": 1.0, "peak_mb": 1.0, "tokens_per_item": 10}] * 3})
+    row = table(m, [Comparison("DPO", "pairs/s", ours, theirs, 2.5)], peak=100.0, n_params=1).splitlines()[-1]
+    # Per-round ratios 2, 3, 4: the median 3 meets 2.5, and the minimum 2 is shown beside it.
+    assert "| **3.00** (2.00–4.00) | 2.00, 3.00, 4.00 | ≥ 2.5 | yes |" in row
