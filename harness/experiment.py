@@ -372,6 +372,9 @@ class Labelled:
     meta: dict[str, Any]  # provenance and agreement
     artifacts: dict[str, str] = field(default_factory=dict)
     choices_key: str = ""  # hash of what determines the choices too: keys the reward model
+    # Σ log π_ref(y | x) of each response as the sampler computed it ([N][k]; the initial policy
+    # sampled them and is the reference), None where responses were not sampled here (a file).
+    ref_logps: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         self.choices_key = self.choices_key or config_hash(self.spec)

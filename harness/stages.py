@@ -37,7 +37,7 @@ from harness.experiment import EvalSettings, Experiment, Labelled, Prepared, Rew
 from harness.models.forward import batched_logps
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import RewardModel
-from harness.models.sampling import Stop, generate_responses, stop_rule
+from harness.models.sampling import Stop, generate_responses, generate_with_logps, stop_rule
 from harness.modules.reward_model import RewardModelModule
 from harness.progress import ProgressBar
 from harness.tasks.base import Example
@@ -159,7 +159,7 @@ def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Pro
 
         def build(out: Path, start: int = start, examples: Sequence[Example] = examples) -> None:
             ids = encode_prompts(prep.tokenizer, examples, exp.task.max_new_tokens, context)
-            responses = generate_responses(
+            responses, logps = generate_with_logps(
                 prep.policy, prep.tokenizer, ids, max_new_tokens=exp.task.max_new_tokens,
                 temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
                 batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, f"samples:{start}"),
@@ -168,8 +168,8 @@ def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: Pro
             )
             write_jsonl(out / "samples.jsonl", [
                 {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
-                 "texts": [prep.tokenizer.decode(x, skip_special_tokens=True) for x in r]}
-                for e, p, r in zip(examples, ids, responses)
+                 "texts": [prep.tokenizer.decode(x, skip_special_tokens=True) for x in r], "logps": lp}
+                for e, p, r, lp in zip(examples, ids, responses, logps)
             ])
 
         found.append(read_jsonl(cache.get_or_build("samples", samples_chunk_spec(exp, start), build) / "samples.jsonl"))
@@ -235,6 +235,7 @@ def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progre
         spec=samples_spec(exp), meta=meta,
         artifacts={"samples": config_hash(samples_spec(exp)), "labels": config_hash(labels_spec(exp))},
         choices_key=config_hash(labels_spec(exp)),
+        ref_logps=[s["logps"] for s in sampled],
     )
 
 
@@ -286,10 +287,16 @@ def eval_initial(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress
 # --- reference log-probs -------------------------------------------------------------------
 
 def _reference_logps(ctx: TrainContext, stage: str, spec: dict[str, Any], prompts: Sequence[Sequence[int]],
-                     responses: Sequence[Sequence[int]], desc: str) -> list[list[float]]:
+                     responses: Sequence[Sequence[int]], desc: str,
+                     known: list[list[float]] | None = None) -> list[list[float]]:
+    """The reference's log-probs as an artifact: `known` (the sampler's, when it was the
+    reference) or a forward pass over the responses."""
     exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
 
     def build(out: Path) -> None:
+        if known is not None:
+            (out / f"{stage}.json").write_text(json.dumps(known))
+            return
         with ctx.progress() as progress:
             flat = iter(batched_logps(prep.policy, prompts, responses, prep.tokenizer.pad_token_id,
                                       exp.sampling.batch_size, progress=progress, desc=desc, share_prompts=True))
@@ -301,15 +308,18 @@ def _reference_logps(ctx: TrainContext, stage: str, spec: dict[str, Any], prompt
 
 
 def ref_logps_spec(labelled: Labelled) -> dict[str, Any]:
-    return {"labelled": config_hash(labelled.spec)}
+    # The sampler's numbers differ from a forward pass's in float rounding: another artifact.
+    return {"labelled": config_hash(labelled.spec)} | ({"from": "sampler"} if labelled.ref_logps is not None else {})
 
 
 def ref_logps(ctx: TrainContext) -> list[list[float]]:
-    """log π_ref(y | x) of every labelled response, per comparison group."""
+    """log π_ref(y | x) of every labelled response, per comparison group: the sampler's own
+    when the initial policy (the reference) sampled them, else a forward pass."""
     labelled = ctx.labelled
     flat_p = [p for p, group in zip(labelled.prompt_ids, labelled.responses) for _ in group]
     flat_r = [r for group in labelled.responses for r in group]
-    return _reference_logps(ctx, "ref_logps", ref_logps_spec(labelled), flat_p, flat_r, "reference log-probs")
+    return _reference_logps(ctx, "ref_logps", ref_logps_spec(labelled), flat_p, flat_r, "reference log-probs",
+                            known=labelled.ref_logps)
 
 
 def ref_kl_logps_spec(labelled: Labelled, seed: int) -> dict[str, Any]:

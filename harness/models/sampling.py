@@ -88,6 +88,51 @@ def generate_responses(
 ) -> list[list[list[int]]]:
     """k sampled responses per prompt, as token ids cut at (and keeping) their stop: [N][k][len].
     `stop` None: EOS."""
+    return _generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, k=k,
+                     batch_size=batch_size, top_p=top_p, seed=seed, progress=progress, desc=desc, stop=stop)[0]
+
+
+@torch.inference_mode()
+def generate_with_logps(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    k: int = 1,
+    batch_size: int = 32,
+    top_p: float = 1.0,
+    seed: int = 0,
+    progress: ProgressBar | None = None,
+    desc: str = "sampling",
+    stop: Stop | None = None,
+) -> tuple[list[list[list[int]]], list[list[float]]]:
+    """`generate_responses`, and the sampling model's Σ_t log π(y_t | x, y_<t) of each response
+    at temperature 1 (over the kept tokens), read from the generation's raw logits: the numbers
+    a forward pass of (prompt, response) gives (`forward.batched_logps`), to float rounding, so
+    when the sampler is the reference its log-probs need no second pass."""
+    return _generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, k=k,
+                     batch_size=batch_size, top_p=top_p, seed=seed, progress=progress, desc=desc, stop=stop,
+                     logps=True)  # type: ignore[return-value]
+
+
+def _generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    k: int,
+    batch_size: int,
+    top_p: float,
+    seed: int,
+    progress: ProgressBar | None,
+    desc: str,
+    stop: Stop | None,
+    logps: bool = False,
+) -> tuple[list[list[list[int]]], list[list[float]] | None]:
     model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
@@ -96,6 +141,7 @@ def generate_responses(
     torch.manual_seed(seed)
     order = length_order([len(p) for p in prompts])
     out: list[list[list[int]]] = [[] for _ in prompts]
+    sums: list[list[float]] = [[] for _ in prompts]
     per_batch = max(1, batch_size // k)
     task = progress.add_task(desc, total=len(prompts)) if progress else None
     for start in range(0, len(order), per_batch):
@@ -109,14 +155,23 @@ def generate_responses(
             input_ids=ids, attention_mask=mask, do_sample=temperature > 0,
             temperature=temperature if temperature > 0 else None, top_p=top_p, top_k=0,
             max_new_tokens=max_new_tokens, num_return_sequences=k,
-            pad_token_id=pad, eos_token_id=eos,
-        )[:, width:].tolist()  # (len(idx)·k, ≤ max_new_tokens)
+            pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_logits=logps,
+        )
+        tokens = gen.sequences[:, width:]
+        rows = tokens.tolist()  # (len(idx)·k, ≤ max_new_tokens)
+        if logps:
+            # Step t's raw logits predict token t: log-softmax at temperature 1, the token's entry.
+            steps = torch.stack([torch.log_softmax(step.float(), -1) for step in gen.logits], 1)  # (B·k, T, V)
+            token_logps = steps.gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
         for j, i in enumerate(idx):
-            for row in gen[j * k : (j + 1) * k]:
-                out[i].append(stop.cut(row))
+            for r in range(j * k, (j + 1) * k):
+                kept = stop.cut(rows[r])
+                out[i].append(kept)
+                if logps:
+                    sums[i].append(float(sum(token_logps[r][: len(kept)])))
         if progress:
             progress.advance(task, len(idx))
-    return out
+    return out, (sums if logps else None)
 
 
 @dataclass
