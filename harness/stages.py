@@ -268,6 +268,19 @@ def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]],
     return [r[0] for r in responses] if k == 1 else responses
 
 
+def eval_samples_with_logps(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]], exp: Experiment,
+                            progress: ProgressBar, desc: str) -> tuple[list[list[int]], list[float]]:
+    """`eval_samples` (k = 1, the same responses), and the policy's Σ log π of each at the eval
+    temperature from its own sampling: the policy's side of the eval KL without a second pass."""
+    responses, logps = generate_with_logps(
+        policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
+        temperature=exp.eval.temperature, k=1, batch_size=exp.eval.batch_size,
+        seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc, stop=task_stop(tokenizer, exp),
+        logps_temperature=exp.eval.temperature,
+    )
+    return [r[0] for r in responses], [lp[0] for lp in logps]
+
+
 def eval_initial_spec(exp: Experiment) -> dict[str, Any]:
     # The series' settings (eval.every, …) do not change these samples: keys stay as they were.
     settings = {k: v for k, v in asdict(exp.eval).items() if k not in EvalSettings.SERIES}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from harness.models.forward import batched_logps
 from harness.models.loading import load_causal_lm
 from harness.models.reward import RewardModel
 from harness.progress import ProgressBar
-from harness.stages import eval_samples
+from harness.stages import eval_samples, eval_samples_with_logps
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class SampledPolicy(EvalPolicy):
     model: Any
     ctx: TrainContext
     reward_model: RewardModel | None = None
+    # The responses `responses` last returned, with the policy's log-probs from sampling them.
+    _sampled: tuple[list[list[int]], list[float]] | None = field(default=None, repr=False)
 
     def trained_modules(self) -> dict[str, Any]:
         return {"policy": self.model} | ({"reward_model": self.reward_model} if self.reward_model is not None else {})
@@ -78,16 +80,22 @@ class SampledPolicy(EvalPolicy):
         return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)
 
     def responses(self, eval_ids: Sequence[Sequence[int]], progress: ProgressBar) -> list[list[int]]:
-        return eval_samples(self.model, self.ctx.prep.tokenizer, eval_ids, self.ctx.exp, progress,
-                            "eval samples: trained policy")
+        responses, logps = eval_samples_with_logps(self.model, self.ctx.prep.tokenizer, eval_ids, self.ctx.exp,
+                                                   progress, "eval samples: trained policy")
+        self._sampled = (responses, logps)
+        return responses
 
     def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: ProgressBar) -> np.ndarray:
-        """log π(y) − log π_ref(y) per eval sample, both at the eval temperature."""
+        """log π(y) − log π_ref(y) per eval sample, both at the eval temperature; log π of the
+        policy's own samples as its sampler computed them."""
         exp, pad = self.ctx.exp, self.ctx.prep.tokenizer.pad_token_id
         reference, _ = load_causal_lm(self.ctx.prep.policy_dir)
         args = (eval_ids, responses, pad, exp.eval.batch_size, exp.eval.temperature, progress)
-        return np.asarray(batched_logps(self.model, *args, "eval KL: policy")) - np.asarray(
-            batched_logps(reference, *args, "eval KL: reference"))
+        if self._sampled is not None and self._sampled[0] == list(responses):
+            policy = self._sampled[1]
+        else:
+            policy = batched_logps(self.model, *args, "eval KL: policy")
+        return np.asarray(policy) - np.asarray(batched_logps(reference, *args, "eval KL: reference"))
 
 
 def initial_policy_trained(ctx: TrainContext) -> dict[str, Any]:

@@ -107,14 +107,16 @@ def generate_with_logps(
     progress: ProgressBar | None = None,
     desc: str = "sampling",
     stop: Stop | None = None,
+    logps_temperature: float = 1.0,
 ) -> tuple[list[list[list[int]]], list[list[float]]]:
-    """`generate_responses`, and the sampling model's Σ_t log π(y_t | x, y_<t) of each response
-    at temperature 1 (over the kept tokens), read from the generation's raw logits: the numbers
-    a forward pass of (prompt, response) gives (`forward.batched_logps`), to float rounding, so
-    when the sampler is the reference its log-probs need no second pass."""
+    """`generate_responses`, and the sampling model's Σ_t log π_τ(y_t | x, y_<t) of each
+    response over its kept tokens, τ = `logps_temperature` (log-softmax of the raw logits / τ),
+    read from the generation's own logits: the numbers a forward pass of (prompt, response)
+    gives (`forward.batched_logps` at τ), to float rounding, so the sampler's log-probs need no
+    second pass."""
     return _generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, k=k,
                      batch_size=batch_size, top_p=top_p, seed=seed, progress=progress, desc=desc, stop=stop,
-                     logps=True)  # type: ignore[return-value]
+                     logps=logps_temperature)  # type: ignore[return-value]
 
 
 def _generate(
@@ -131,7 +133,7 @@ def _generate(
     progress: ProgressBar | None,
     desc: str,
     stop: Stop | None,
-    logps: bool = False,
+    logps: float | None = None,
 ) -> tuple[list[list[list[int]]], list[list[float]] | None]:
     model.eval()
     device = next(model.parameters()).device
@@ -155,23 +157,23 @@ def _generate(
             input_ids=ids, attention_mask=mask, do_sample=temperature > 0,
             temperature=temperature if temperature > 0 else None, top_p=top_p, top_k=0,
             max_new_tokens=max_new_tokens, num_return_sequences=k,
-            pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_logits=logps,
+            pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_logits=logps is not None,
         )
         tokens = gen.sequences[:, width:]
         rows = tokens.tolist()  # (len(idx)·k, ≤ max_new_tokens)
-        if logps:
-            # Step t's raw logits predict token t: log-softmax at temperature 1, the token's entry.
-            steps = torch.stack([torch.log_softmax(step.float(), -1) for step in gen.logits], 1)  # (B·k, T, V)
+        if logps is not None:
+            # Step t's raw logits predict token t: log-softmax at temperature τ, the token's entry.
+            steps = torch.stack([torch.log_softmax(step.float() / logps, -1) for step in gen.logits], 1)  # (B·k, T, V)
             token_logps = steps.gather(-1, tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
         for j, i in enumerate(idx):
             for r in range(j * k, (j + 1) * k):
                 kept = stop.cut(rows[r])
                 out[i].append(kept)
-                if logps:
+                if logps is not None:
                     sums[i].append(float(sum(token_logps[r][: len(kept)])))
         if progress:
             progress.advance(task, len(idx))
-    return out, (sums if logps else None)
+    return out, (sums if logps is not None else None)
 
 
 @dataclass

@@ -112,21 +112,22 @@ def test_ppo_rollout_old_log_probs_and_values_are_the_policy_forward_ones(tiny, 
     torch.testing.assert_close(ro["old_values"], values, atol=1e-4, rtol=1e-4)
 
 
-def test_sampler_log_probs_are_a_forward_pass_ones(tiny) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("tau", [1.0, 0.7])
+def test_sampler_log_probs_are_a_forward_pass_ones(tiny, tau: float) -> None:  # noqa: ANN001
     """generate_with_logps: the same responses as generate_responses (same seed), and Σ log π at
-    temperature 1 over each kept response, as batched_logps computes them, to float rounding —
-    whatever the sampling temperature, with ragged prompts, k > 1 and responses cut at a stop."""
+    temperature τ over each kept response, as batched_logps computes them, to float rounding —
+    with ragged prompts, k > 1 and responses cut at a stop."""
     from harness.models.sampling import Stop, generate_with_logps
 
     model, tok = tiny
     prompts = [[3, 4, 5, 6], [7], [8, 9, 10], [11, 12]]
     stop = Stop(tok.eos_token_id, frozenset(range(20, 60)), after=2)
     args = dict(max_new_tokens=8, temperature=0.7, k=2, batch_size=4, seed=3, stop=stop)
-    responses, logps = generate_with_logps(model, tok, prompts, **args)
+    responses, logps = generate_with_logps(model, tok, prompts, **args, logps_temperature=tau)
     assert responses == generate_responses(model, tok, prompts, **args)
     assert any(len(r) < 8 for group in responses for r in group)  # some were cut
     flat_p = [p for p, group in zip(prompts, responses) for _ in group]
     flat_r = [r for group in responses for r in group]
     with torch.no_grad():
-        expected = batched_logps(model, flat_p, flat_r, tok.pad_token_id, batch_size=3)
+        expected = batched_logps(model, flat_p, flat_r, tok.pad_token_id, batch_size=3, temperature=tau)
     assert [x for group in logps for x in group] == pytest.approx(expected, abs=1e-4)
