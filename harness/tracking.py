@@ -339,8 +339,20 @@ class RunTracker:
 
     def log_inputs(self, datasets: list[DatasetInput]) -> None:
         """The run's datasets (see `dataset_input`); a resumed run logs them again harmlessly
-        (MLflow keeps one input per dataset and digest)."""
-        self.client.log_inputs(self._run, datasets=datasets)
+        (MLflow keeps one input per dataset and digest).
+
+        Two jobs logging the same dataset at once race in MLflow's store (it looks the dataset
+        up, then inserts it: the slower insert fails its unique constraint): SQLite stores log
+        under the store's lock, and a failed insert is retried, when it finds the dataset."""
+        for attempt in range(3):
+            try:
+                with self._store_lock():
+                    self.client.log_inputs(self._run, datasets=datasets)
+                return
+            except MlflowException as err:
+                if "unique constraint" not in str(err).lower() or attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     @property
     def _run(self) -> str:

@@ -71,7 +71,8 @@ def test_two_job_sweep_on_submitit_local(harness_env: dict[str, str], tmp_path: 
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
     # A report selects the sweep by its parent run, by name or id.
-    report = subprocess.run([sys.executable, "-m", "harness.cli.report", "--parent", "sweep-kl_coef",
+    report = subprocess.run([sys.executable, "-m", "harness.cli.report", "--experiment", "sweep-submitit",
+                             "--parent", "sweep-kl_coef",
                              "--out", str(tmp_path / "report")], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
     assert report.stdout.startswith("2 runs selected"), report.stdout

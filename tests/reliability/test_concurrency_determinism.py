@@ -28,8 +28,12 @@ def test_eight_parallel_jobs_share_one_store_and_cache(harness_env: dict[str, st
                     "hydra.launcher.n_jobs=8", "threads=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("eight").experiment_id])
-    assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
+    found = client.search_runs([client.get_experiment_by_name("eight").experiment_id])
+    runs = [r for r in found if r.data.tags.get("prefharness.sweep_parent") != "1"]
+    assert len(found) == 9  # and the sweep's parent run
+    assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in found)
+    # Eight jobs logged the same datasets at once: each run has all four, stored once each.
+    assert all(len(r.inputs.dataset_inputs) == 4 for r in runs)
     assert len({r.data.params["loss.beta"] for r in runs}) == 8
     logs = "".join(p.read_text() for p in (tmp_path / "sweep").glob("*/*.log"))
     for stage in ("samples", "labels", "ref_logps", "eval_initial"):
