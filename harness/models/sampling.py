@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -71,52 +72,24 @@ def stop_rule(tokenizer: PreTrainedTokenizerBase, text: str | None = None, after
 
 
 @torch.inference_mode()
-def generate_responses(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    k: int = 1,
-    batch_size: int = 32,
-    top_p: float = 1.0,
-    seed: int = 0,
-    progress: ProgressBar | None = None,
-    desc: str = "sampling",
-    stop: Stop | None = None,
-) -> list[list[list[int]]]:
+def generate_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]],
+                       **settings: Any) -> list[list[list[int]]]:
     """k sampled responses per prompt, as token ids cut at (and keeping) their stop: [N][k][len].
-    `stop` None: EOS."""
-    return _generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, k=k,
-                     batch_size=batch_size, top_p=top_p, seed=seed, progress=progress, desc=desc, stop=stop)[0]
+    `settings`: `_generate`'s (max_new_tokens, temperature, k, batch_size, top_p, seed, progress,
+    desc, stop; `stop` None: EOS)."""
+    return _generate(model, tokenizer, prompts, **settings)[0]
 
 
 @torch.inference_mode()
-def generate_with_logps(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    k: int = 1,
-    batch_size: int = 32,
-    top_p: float = 1.0,
-    seed: int = 0,
-    progress: ProgressBar | None = None,
-    desc: str = "sampling",
-    stop: Stop | None = None,
-    logps_temperature: float = 1.0,
-) -> tuple[list[list[list[int]]], list[list[float]]]:
+def generate_with_logps(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]],
+                        logps_temperature: float = 1.0,
+                        **settings: Any) -> tuple[list[list[list[int]]], list[list[float]]]:
     """`generate_responses`, and the sampling model's Σ_t log π_τ(y_t | x, y_<t) of each
     response over its kept tokens, τ = `logps_temperature` (log-softmax of the raw logits / τ),
     read from the generation's own logits: the numbers a forward pass of (prompt, response)
     gives (`forward.batched_logps` at τ), to float rounding, so the sampler's log-probs need no
     second pass."""
-    return _generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, k=k,
-                     batch_size=batch_size, top_p=top_p, seed=seed, progress=progress, desc=desc, stop=stop,
-                     logps=logps_temperature)  # type: ignore[return-value]
+    return _generate(model, tokenizer, prompts, logps=logps_temperature, **settings)  # type: ignore[return-value]
 
 
 def _generate(
@@ -126,15 +99,17 @@ def _generate(
     *,
     max_new_tokens: int,
     temperature: float,
-    k: int,
-    batch_size: int,
-    top_p: float,
-    seed: int,
-    progress: ProgressBar | None,
-    desc: str,
-    stop: Stop | None,
+    k: int = 1,
+    batch_size: int = 32,
+    top_p: float = 1.0,
+    seed: int = 0,
+    progress: ProgressBar | None = None,
+    desc: str = "sampling",
+    stop: Stop | None = None,
     logps: float | None = None,
 ) -> tuple[list[list[list[int]]], list[list[float]] | None]:
+    """Sampling with `generate` (seeded, KV cache), batched by prompt length; with `logps` (a
+    temperature τ) also each kept response's Σ log π_τ from the raw logits."""
     model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
