@@ -173,3 +173,17 @@ class Result:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def freeze_bottom(model, n: int) -> None:  # noqa: ANN001 - a causal LM, a bare trunk or a classifier
+    """The bench's frozen-bottom rows: embeddings (tied to the output layer) and the bottom `n`
+    decoder blocks get requires_grad=False, on either side (the harness's own runs do the same
+    through `model.trainable_layers`, harness.models.loading.freeze_lower_layers)."""
+    if n <= 0:
+        return
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    decoder = getattr(decoder, "model", decoder) if not hasattr(decoder, "layers") else decoder
+    decoder.get_input_embeddings().requires_grad_(False)
+    for block in decoder.layers[:n]:
+        block.requires_grad_(False)
+

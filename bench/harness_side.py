@@ -21,7 +21,7 @@ import lightning as L
 import torch
 import yaml
 
-from bench.common import (BATCH, BETA, LR, NEW_TOKENS, TEMPERATURE, Record, Result, StepClock, mean_tokens,
+from bench.common import (BATCH, BETA, LR, MODEL, NEW_TOKENS, TEMPERATURE, Record, Result, StepClock, mean_tokens,
                           model_dir, peak_rss_mb, records, rss_mb)
 
 CONF = os.path.join(os.path.dirname(__file__), "..", "harness", "conf")
@@ -43,10 +43,22 @@ def _trainer(steps: int, clock: StepClock, **overrides: Any) -> L.Trainer:
     return L.Trainer(callbacks=[_Clock(clock)], **(kwargs | overrides))
 
 
+FROZEN = 0  # --frozen: bottom blocks frozen (model.trainable_layers = blocks − FROZEN)
+
+
+def _freeze(model) -> None:  # noqa: ANN001
+    from harness.models.loading import freeze_lower_layers
+
+    if FROZEN:
+        freeze_lower_layers(model, MODEL["num_layers"] - FROZEN)
+
+
 def _policy():
     from harness.models.loading import load_causal_lm
 
-    return load_causal_lm(model_dir())
+    policy, tok = load_causal_lm(model_dir())
+    _freeze(policy)
+    return policy, tok
 
 
 def _tokenizer():
@@ -124,6 +136,7 @@ def _reward(recs: list[Record], steps: int, clock: StepClock, bucket: int) -> tu
     base = rss_mb()
     tok = _tokenizer()  # no policy in memory: the reward model's peak is its own
     rm = RewardModel.from_policy_dir(model_dir())
+    _freeze(rm.trunk)
     eos = tok.eos_token_id
     groups = [ComparisonGroup(r.prompt_ids, (_eos(r.chosen_ids, eos), _eos(r.rejected_ids, eos)), 0) for r in recs]
     data = ListDataModule(groups, [], GroupCollator(tok.pad_token_id), BATCH, seed=0, bucket=bucket)
@@ -211,7 +224,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--bucket", type=int, default=BUCKET, help=f"train.bucket (default {BUCKET}, the harness's)")
+    ap.add_argument("--frozen", type=int, default=0, help="bottom decoder blocks frozen (with the embeddings)")
     args = ap.parse_args()
+    global FROZEN
+    FROZEN = args.frozen
     t = time.perf_counter()
     result = run(args.objective, args.steps, args.warmup, args.bucket)
     result.extra = (result.extra or {}) | {"wall_s": time.perf_counter() - t}

@@ -47,6 +47,7 @@ from bench.common import (
     Record,
     Result,
     StepClock,
+    freeze_bottom,
     mean_tokens,
     model_dir,
     peak_rss_mb,
@@ -54,6 +55,7 @@ from bench.common import (
     rss_mb,
 )
 
+FROZEN = 0  # --frozen: embeddings and the bottom blocks given requires_grad=False, as on the harness side
 OBJECTIVES = ("reward", "dpo", "dpo_online", "kto", "rloo", "grpo", "generate")
 MAX_LENGTH = 512  # the model's max_position_embeddings; prompts ≤64 + responses ≤65 never reach it
 
@@ -277,6 +279,7 @@ def _run_offline(objective: str, steps: int, warmup: int) -> Result:
         from trl import RewardConfig, RewardTrainer
 
         model = AutoModelForSequenceClassification.from_pretrained(d, num_labels=1, dtype=torch.float32)
+        freeze_bottom(model, FROZEN)
         model.config.pad_token_id = tok.pad_token_id
         args = RewardConfig(**_common_args(out_dir, n_steps), max_length=MAX_LENGTH)
         trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
@@ -288,6 +291,7 @@ def _run_offline(objective: str, steps: int, warmup: int) -> Result:
         from trl import DPOConfig, DPOTrainer
 
         model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+        freeze_bottom(model, FROZEN)
         args = DPOConfig(**_common_args(out_dir, n_steps), max_length=MAX_LENGTH, beta=BETA,
                          precompute_ref_log_probs=(objective == "dpo"))
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
@@ -297,6 +301,7 @@ def _run_offline(objective: str, steps: int, warmup: int) -> Result:
         from trl import KTOConfig, KTOTrainer
 
         model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+        freeze_bottom(model, FROZEN)
         args = KTOConfig(**_common_args(out_dir, n_steps), max_length=MAX_LENGTH, beta=BETA,
                          precompute_ref_log_probs=True)
         trainer = KTOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
@@ -357,6 +362,7 @@ def _run_online(objective: str, steps: int, warmup: int, num_iterations: int) ->
     rss0 = rss_mb()
     t_setup = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+    freeze_bottom(model, FROZEN)
     reward_model = AutoModelForSequenceClassification.from_pretrained(d, num_labels=1, dtype=torch.float32)
     reward_model.config.pad_token_id = reward_tok.pad_token_id
     online = dict(
@@ -527,7 +533,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--num-iterations", type=int, default=1, help="TRL's μ for rloo/grpo")
+    p.add_argument("--frozen", type=int, default=0, help="bottom decoder blocks frozen (with the embeddings)")
     a = p.parse_args()
+    global FROZEN
+    FROZEN = a.frozen
     result = run(a.objective, a.steps, a.warmup, num_iterations=a.num_iterations)
     print(json.dumps(result.to_json(), default=str), flush=True)
 

@@ -38,14 +38,30 @@ class TokenBatch:
     attention_mask: torch.Tensor  # (B, T)
     response_len: int  # responses occupy the last response_len columns
     shared: SharedPrompts | None = None  # rows with one prompt run it once (None: every row in full)
+    # The states entering decoder block `states_at` at every column (B, T, H), computed once
+    # below the frozen blocks (models/trunk.py): a forward of a model with the same frozen
+    # bottom starts there. None: forwards run every block.
+    states: torch.Tensor | None = None
+    states_at: int = 0
 
     def to(self, device: torch.device | str) -> TokenBatch:
         shared = self.shared.to(device) if self.shared is not None else None
-        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.response_len, shared)
+        states = self.states.to(device) if self.states is not None else None
+        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.response_len, shared,
+                          states, self.states_at)
 
     def select(self, rows: torch.Tensor) -> TokenBatch:
         """These rows, each running its own prompt."""
-        return TokenBatch(self.input_ids[rows], self.attention_mask[rows], self.response_len)
+        states = self.states[rows] if self.states is not None else None
+        return TokenBatch(self.input_ids[rows], self.attention_mask[rows], self.response_len, None, states,
+                          self.states_at)
+
+    def with_states(self, states: torch.Tensor | None, at: int) -> TokenBatch:
+        """This batch carrying boundary states entering block `at` (None: without)."""
+        if states is not None and states.shape[:2] != self.input_ids.shape:
+            raise ValueError(f"boundary states {tuple(states.shape)} do not cover the batch {tuple(self.input_ids.shape)}")
+        return TokenBatch(self.input_ids, self.attention_mask, self.response_len, self.shared, states,
+                          at if states is not None else 0)
 
     @property
     def response_mask(self) -> torch.Tensor:  # (B, R)

@@ -134,10 +134,15 @@ def forward_response(
     costs no vocabulary-sized logits. Positions are counted from each row's first real
     token, as in generation with left padding. With `hidden`, also returns the final hidden
     states at the positions that predict the response tokens (B, R, H), for a value head.
-    Rows that share a prompt (`batch.shared`) run it once (`prefix_shared_forward`).
+    Rows that share a prompt (`batch.shared`) run it once (`prefix_shared_forward`). A batch
+    carrying boundary states (`batch.states`) runs only the blocks above them (`top_hidden`).
     """
     R = batch.response_len
-    if shares_prompts(batch):
+    if batch.states is not None:  # the frozen bottom already computed: the top blocks only
+        states = top_hidden(model, batch)
+        logits = output_logits(model, states)
+        states = states if hidden else None
+    elif shares_prompts(batch):
         first, second = prefix_shared_forward(
             model, batch, {"logits_to_keep": 1, "output_hidden_states": hidden},
             {"logits_to_keep": R, "output_hidden_states": hidden})
@@ -158,6 +163,39 @@ def forward_response(
     if temperature != 1.0:
         logits = logits / temperature
     return _token_logps(logits, batch), states, logits
+
+
+def top_hidden(model: PreTrainedModel, batch: TokenBatch) -> torch.Tensor:
+    """The final (normed) hidden states at the positions that predict each response token
+    (B, R, H), computed from `batch.states` (the states entering block `batch.states_at`) by
+    the blocks above it: `forward_response`'s states without running the frozen bottom. Rows
+    that share a prompt run it once, as in `prefix_shared_forward`."""
+    from harness.models.trunk import split
+
+    assert batch.states is not None
+    view = split(model, batch.states_at)
+    R, mask = batch.response_len, batch.attention_mask
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    if shares_prompts(batch):
+        width = batch.input_ids.shape[1] - R
+        rows, index = batch.shared.rows, batch.shared.index
+        first = view.top(batch.states[rows, :width], mask[rows, :width], position_ids[rows, :width], use_cache=True)
+        cache = getattr(first, view.cache_name)
+        cache.reorder_cache(index)
+        second = view.top(batch.states[:, width:], mask, position_ids[:, width:], use_cache=True,
+                          **{view.cache_name: cache})
+        return torch.cat([first.last_hidden_state[index, -1:], second.last_hidden_state[:, :-1]], dim=1)
+    out = view.top(batch.states, mask, position_ids, use_cache=False)
+    return out.last_hidden_state[:, -R - 1 : -1]
+
+
+def output_logits(model: PreTrainedModel, states: torch.Tensor) -> torch.Tensor:
+    """The causal LM's output layer on final hidden states, with its logit soft-capping if any."""
+    logits = model.get_output_embeddings()(states)
+    cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
 
 
 def sequence_logps(model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.data.collate import TokenBatch, pack
 from harness.models.forward import length_order
+from harness.models.trunk import capture_boundary
 from harness.progress import ProgressBar
 
 
@@ -180,10 +182,14 @@ def sample_rollout(
     temperature: float,
     seed: int = 0,
     stop: Stop | None = None,
+    states_at: int = 0,
 ) -> Rollout:
     """One sampled response per prompt, in one batch and in order, for an RL rollout: PPO
     takes its old log-probs and values from here instead of running the policy again.
-    Responses are cut at `stop` (None: EOS); a cut response's log-probs are its prefix's."""
+    Responses are cut at `stop` (None: EOS); a cut response's log-probs are its prefix's.
+    With `states_at` = k ≥ 1, the states entering block k, recorded while sampling
+    (trunk.capture_boundary), come with the tokens (`tokens.states`): later forwards of the
+    rollout by models with the same frozen bottom run only the blocks above it."""
     model.eval()
     device = next(model.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -191,7 +197,7 @@ def sample_rollout(
     torch.manual_seed(seed)
     batch = pack(prompts, [[] for _ in prompts], pad)
     width = batch.input_ids.shape[1] - batch.response_len
-    with torch.inference_mode():
+    with torch.inference_mode(), capture_boundary(model, states_at) if states_at else nullcontext([]) as steps:
         out = model.generate(
             input_ids=batch.input_ids[:, :width].to(device), attention_mask=batch.attention_mask[:, :width].to(device),
             do_sample=True, temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
@@ -213,5 +219,11 @@ def sample_rollout(
         logps = logps * mask
         hidden = torch.cat([out.hidden_states[0][-1][:, -1:]] + [out.hidden_states[t][-1] for t in range(1, R)], dim=1)
         hidden = hidden * mask.unsqueeze(-1)
+        if states_at:
+            # Every column but the last sampled token's, whose state no kept logit depends on: zero.
+            states = torch.cat(steps, 1)[:, : width + R]
+            states = torch.cat([states, states.new_zeros(len(prompts), width + R - states.shape[1], states.shape[2])], 1)
     # Outside inference mode: tensors that later losses may save for backward.
+    if states_at:
+        tokens = tokens.with_states(states.clone(), states_at)
     return Rollout(responses, tokens, logps.clone(), hidden.clone())

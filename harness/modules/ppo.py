@@ -7,6 +7,9 @@ at the task's stop (models/sampling.py `Stop`), score them with the reward model
 rewards against the frozen reference, whiten them (std only), estimate advantages with GAE,
 whiten those per rollout or per minibatch, then run several epochs of clipped policy and value
 updates over minibatches (manual optimisation). The value head sits on the policy's trunk.
+With the bottom blocks frozen (`model.trainable_layers`), the states entering the first
+trainable block are recorded while sampling and every later forward of the rollout (the
+epochs', the reference's) runs only the blocks above them (models/trunk.py).
 Which of these follow Ziegler et al.'s code, and how, is in PPOSettings' docstring.
 """
 
@@ -28,6 +31,7 @@ from harness.losses.ppo import masked_mean, ppo_policy_loss, ppo_value_loss
 from harness.models.forward import forward_response, without_dropout
 from harness.models.reward import RewardModel
 from harness.models.sampling import Stop, generate_responses, rollout_logits_bytes, sample_rollout
+from harness.models.trunk import frozen_blocks, same_bottom, split
 from harness.rl.advantages import gae, kl_penalized_rewards, whiten
 from harness.rl.kl_control import AdaptiveKL, FixedKL
 
@@ -80,6 +84,11 @@ class PPOModule(L.LightningModule):
         # Old and new log-probs must come from the same deterministic network; the reference
         # and the reward model run in eval mode.
         without_dropout(policy)
+        # Below the policy's frozen blocks every forward of a rollout computes the same states:
+        # recorded while sampling, they start the epochs' forwards, and the reference's when it
+        # has the same bottom (the initial weights, frozen).
+        self.states_at = frozen_blocks(policy)
+        self._reference_shares = bool(self.states_at) and same_bottom(policy, reference, self.states_at)
 
     def on_fit_start(self) -> None:
         for model in self._frozen:
@@ -109,7 +118,8 @@ class PPOModule(L.LightningModule):
             # The sampler's own logits and final states give the old log-probs and values: no
             # second policy pass (tests/unit/test_rollout.py checks they match one).
             sampled = sample_rollout(self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
-                                     temperature=self.s.temperature, seed=seed, stop=self.stop)
+                                     temperature=self.s.temperature, seed=seed, stop=self.stop,
+                                     states_at=self.states_at)
             responses, tokens = sampled.responses, sampled.tokens.to(self.device)
             old_logps = sampled.logps.to(self.device)
             old_values = self.value_head(sampled.hidden.to(self.device)).squeeze(-1) * tokens.response_mask
@@ -118,11 +128,15 @@ class PPOModule(L.LightningModule):
                 self.policy, self.tokenizer, prompts, max_new_tokens=self.s.max_new_tokens,
                 temperature=self.s.temperature, k=1, batch_size=len(prompts), seed=seed, stop=self.stop)]
             tokens = pack(prompts, responses, self.tokenizer.pad_token_id).to(self.device)
+            if self.states_at:
+                tokens = tokens.with_states(split(self.policy, self.states_at).bottom(
+                    tokens.input_ids, tokens.attention_mask), self.states_at)
             self.policy.eval()
             old_logps, old_values, _ = self._policy_forward(tokens)
         mask = tokens.response_mask.float()
         reference, reward_model = self._frozen
-        ref_logps = forward_response(reference, tokens, self.s.temperature)[0]
+        ref_tokens = tokens if self._reference_shares else tokens.with_states(None, 0)
+        ref_logps = forward_response(reference, ref_tokens, self.s.temperature)[0]
         scores = reward_model(tokens)  # (B,) normalised
         finished = torch.tensor([self.stop.finished(r) for r in responses], device=self.device)
         if self.s.unfinished_score is not None:

@@ -1,0 +1,175 @@
+"""Frozen bottom blocks computed once: a decoder split at block k.
+
+Every SmolLM2 experiment trains only the top blocks (`model.trainable_layers`). Below that
+boundary the policy, the reference (the same initial weights, frozen) and every PPO epoch
+compute the same activations. `Split(model, k)` runs the two halves separately on views that
+share the model's parameters: `bottom` (embeddings and blocks 0..k−1) gives the *boundary
+states*, the hidden states entering block k; `top` (blocks k.., final norm) continues from
+them. Attention is causal and the bottom is frozen, so top(bottom(x)) is the model's forward:
+the same outputs, and the same gradients for every trainable parameter (tests/unit/test_trunk.py).
+
+`capture_boundary` records the boundary states while `generate` runs, so a rollout's states
+cost nothing beyond sampling; `same_bottom` tells whether two models (the policy and its
+frozen reference, or a reward model's trunk) may start from the same states.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+
+def decoder(model: nn.Module) -> nn.Module:
+    """The decoder stack (embeddings, `layers`, final `norm`) of a causal LM or a bare trunk."""
+    dec = model.get_decoder() if hasattr(model, "get_decoder") else model
+    if not isinstance(getattr(dec, "layers", None), nn.ModuleList):
+        raise TypeError(f"{type(model).__name__}: no decoder `layers` to split")
+    return dec
+
+
+def frozen_blocks(model: nn.Module) -> int:
+    """How many bottom blocks (with the embeddings) have no trainable parameter: the boundary
+    below which every forward of this model computes the same thing. 0 when the embeddings
+    train, or when the model has no decoder stack."""
+    try:
+        dec = decoder(model)
+    except TypeError:
+        return 0
+    if any(p.requires_grad for p in dec.get_input_embeddings().parameters()):
+        return 0
+    k = 0
+    for block in dec.layers:
+        if any(p.requires_grad for p in block.parameters()):
+            break
+        k += 1
+    return k
+
+
+def _bottom_tensors(model: nn.Module, k: int) -> list[torch.Tensor]:
+    dec = decoder(model)
+    return [*dec.get_input_embeddings().parameters(), *(p for block in dec.layers[:k] for p in block.parameters()),
+            *(b for block in dec.layers[:k] for b in block.buffers())]
+
+
+def same_bottom(a: nn.Module, b: nn.Module, k: int) -> bool:
+    """Whether `a` and `b` compute the same boundary states at block k: the same architecture
+    below it and equal embeddings and blocks (the same tensors, or equal values)."""
+    if k == 0:
+        return False
+    try:
+        ta, tb = _bottom_tensors(a, k), _bottom_tensors(b, k)
+    except TypeError:
+        return False
+    if len(decoder(a).layers) < k or len(decoder(b).layers) < k or len(ta) != len(tb):
+        return False
+    return all(x is y or (x.shape == y.shape and x.dtype == y.dtype and torch.equal(x, y)) for x, y in zip(ta, tb))
+
+
+def _config(config: Any, layers: slice) -> Any:
+    sliced = copy.copy(config)
+    sliced.num_hidden_layers = len(range(config.num_hidden_layers)[layers])
+    if getattr(config, "layer_types", None) is not None:
+        sliced.layer_types = list(config.layer_types)[layers]
+    return sliced
+
+
+def _renumbered(block: nn.Module, index: int) -> nn.Module:
+    """A view of `block` (the same parameters) whose attention reads and writes KV-cache layer
+    `index`: the top view's cache holds its own blocks only."""
+    view = copy.copy(block)
+    view._modules = dict(block._modules)
+    for name, child in block._modules.items():
+        if child is not None and hasattr(child, "layer_idx"):
+            child_view = copy.copy(child)
+            child_view.layer_idx = index
+            view._modules[name] = child_view
+    if hasattr(view, "layer_idx"):
+        view.layer_idx = index
+    return view
+
+
+def _view(dec: nn.Module, layers: slice, renumber: bool, norm: bool) -> nn.Module:
+    view = copy.copy(dec)
+    view._modules = dict(dec._modules)
+    blocks = list(dec.layers)[layers]
+    view._modules["layers"] = nn.ModuleList(
+        [_renumbered(b, i) for i, b in enumerate(blocks)] if renumber else blocks)
+    if not norm:
+        view._modules["norm"] = nn.Identity()
+    view.config = _config(dec.config, layers)
+    return view
+
+
+class Split:
+    """`model`'s decoder split at block `k` (1 ≤ k ≤ number of blocks): two views sharing its
+    parameters. Build it with `split(model, k)`, which keeps one per model and k."""
+
+    def __init__(self, model: nn.Module, k: int) -> None:
+        dec = decoder(model)
+        n = len(dec.layers)
+        if not 1 <= k <= n:
+            raise ValueError(f"split at block {k}: the model has {n} blocks")
+        self.k = k
+        self._bottom = _view(dec, slice(0, k), renumber=False, norm=False)
+        self._top = _view(dec, slice(k, n), renumber=True, norm=True)
+        self.cache_name = "cache" if "cache" in _parameters(dec) else "past_key_values"
+
+    @torch.no_grad()
+    def bottom(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The states entering block k at every position: (B, T, H), positions counted from each
+        row's first real token (left padding), as in `forward.forward_response`."""
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return self._bottom(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            use_cache=False).last_hidden_state
+
+    def top(self, states: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+            **kwargs: Any) -> Any:
+        """Blocks k.. and the final norm from `states` (B, T', H) at `position_ids`; `attention_mask`
+        covers the cache's columns and these. Returns the decoder's output (last_hidden_state,
+        and the KV cache of the top blocks with `use_cache`)."""
+        return self._top(inputs_embeds=states, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+
+
+def _parameters(module: nn.Module) -> Any:
+    import inspect
+
+    return inspect.signature(module.forward).parameters
+
+
+_SPLITS: weakref.WeakKeyDictionary[nn.Module, dict[int, Split]] = weakref.WeakKeyDictionary()
+
+
+def split(model: nn.Module, k: int) -> Split:
+    """The `Split` of `model` at block k, built once per model and k."""
+    per_model = _SPLITS.setdefault(model, {})
+    if k not in per_model:
+        per_model[k] = Split(model, k)
+    return per_model[k]
+
+
+@contextmanager
+def capture_boundary(model: PreTrainedModel, k: int) -> Iterator[list[torch.Tensor]]:
+    """Records the states entering block k at each forward of `model` inside the block (for
+    `generate`: the prompt, then one column per new token). `torch.cat(states, 1)` gives
+    (B, prompt width + steps, H): every position but the last sampled token, which generation
+    never feeds back. Its state is never needed: under causal attention it influences only the
+    logits after it."""
+    states: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output
+        states.append(hidden.detach())
+
+    block = decoder(model).layers[k - 1]
+    handle = block.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield states
+    finally:
+        handle.remove()

@@ -1,0 +1,165 @@
+"""A decoder split at its frozen boundary: the top blocks run from the boundary states give the
+full forward's log-probs, final states and gradients; generation records those states."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.data.collate import pack
+from harness.models.forward import forward_response
+from harness.models.loading import freeze_lower_layers, load_causal_lm
+from harness.models.sources import TinyRandom
+from harness.models.trunk import capture_boundary, frozen_blocks, same_bottom, split
+
+CORPUS = ["the film was good and the food was bad"] * 20 + ["a quiet year in the old town"] * 20
+PROMPTS = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12], [3, 4, 5, 6, 7], [8, 9]]
+RESPONSES = [[13, 14], [19, 20, 21, 22], [25, 26, 27], [28], [29, 30]]
+LAYERS = 4
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    return TinyRandom(vocab_size=300, num_layers=LAYERS).materialize(tmp_path_factory.mktemp("cache"), lambda: CORPUS)
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("share", [False, True])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_top_from_boundary_states_is_the_full_forward(tiny_dir, share: bool, k: int) -> None:  # noqa: ANN001
+    model, _ = load_causal_lm(tiny_dir)
+    freeze_lower_layers(model, LAYERS - k)
+    assert frozen_blocks(model) == k
+    model.train()
+    batch = pack(PROMPTS, RESPONSES, 0, share_prompts=share)
+    assert (batch.shared is not None) == share
+    weights = torch.arange(1.0, len(PROMPTS) + 1)
+    results = []
+    for states in (None, split(model, k).bottom(batch.input_ids, batch.attention_mask)):
+        model.zero_grad()
+        logps, hidden, logits = forward_response(model, batch.with_states(states, k), temperature=0.7, hidden=True)
+        ((logps.sum(-1) * weights).sum() + hidden.square().mean()).backward()
+        results.append((logps.detach(), hidden.detach(), logits.detach(), _grads(model)))
+    (lp0, h0, l0, g0), (lp1, h1, l1, g1) = results
+    mask = batch.response_mask.unsqueeze(-1)
+    torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(h1 * mask, h0 * mask, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(l1 * mask, l0 * mask, atol=1e-5, rtol=1e-4)
+    assert g0 and g1.keys() == g0.keys()  # the same parameters train, and only those
+    assert all(f"layers.{i}." not in name for name in g1 for i in range(k))
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_split_shares_the_models_parameters(tiny_dir) -> None:  # noqa: ANN001
+    model, _ = load_causal_lm(tiny_dir)
+    freeze_lower_layers(model, 2)
+    view = split(model, 2)
+    assert view is split(model, 2)  # built once per model and k
+    batch = pack(PROMPTS, RESPONSES, 0)
+    states = view.bottom(batch.input_ids, batch.attention_mask)
+    before = forward_response(model, batch.with_states(states, 2))[0]
+    with torch.no_grad():
+        for p in model.model.layers[3].parameters():
+            p.mul_(1.5)
+    after_full = forward_response(model, batch)[0]
+    after_top = forward_response(model, batch.with_states(states, 2))[0]
+    torch.testing.assert_close(after_top, after_full, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(after_top, before)  # the view reads the model's current weights
+
+
+def test_generation_records_the_boundary_states(tiny_dir) -> None:  # noqa: ANN001
+    model, tok = load_causal_lm(tiny_dir)
+    model.eval()
+    prompts = [[3, 4, 5, 6, 7], [8, 9]]
+    batch = pack(prompts, [[] for _ in prompts], 0)
+    width = batch.input_ids.shape[1] - batch.response_len
+    torch.manual_seed(0)
+    with capture_boundary(model, 2) as steps, torch.inference_mode():
+        out = model.generate(input_ids=batch.input_ids[:, :width], attention_mask=batch.attention_mask[:, :width],
+                             do_sample=True, max_new_tokens=6, min_new_tokens=6, pad_token_id=0, eos_token_id=None)
+    captured = torch.cat(steps, 1)  # every position but the last sampled token
+    assert captured.shape[1] == out.shape[1] - 1
+    full = pack(prompts, out[:, width:].tolist(), 0)
+    want = split(model, 2).bottom(full.input_ids, full.attention_mask)
+    real = full.attention_mask[:, :-1].bool()
+    torch.testing.assert_close(captured[real], want[:, :-1][real], atol=1e-5, rtol=1e-4)
+
+
+def test_same_bottom(tiny_dir) -> None:  # noqa: ANN001
+    a, _ = load_causal_lm(tiny_dir)
+    b, _ = load_causal_lm(tiny_dir)
+    assert same_bottom(a, b, 3) and same_bottom(a, a, LAYERS)
+    with torch.no_grad():
+        b.model.layers[2].mlp.up_proj.weight[0, 0] += 1.0
+    assert same_bottom(a, b, 2) and not same_bottom(a, b, 3)
+    assert not same_bottom(a, b, 0)
+    a.requires_grad_(True)
+    assert frozen_blocks(a) == 0  # trainable embeddings: nothing below them is shared
+
+
+def _ppo_module(tiny_dir, reference_differs: bool = False):  # noqa: ANN001, ANN202
+    from harness.models.reward import RewardModel
+    from harness.modules.ppo import PPOModule
+    from harness.rl.kl_control import FixedKL
+    from tests.unit.test_rollout import ppo_settings
+
+    policy, tok = load_causal_lm(tiny_dir)
+    reference, _ = load_causal_lm(tiny_dir)
+    if reference_differs:
+        with torch.no_grad():
+            reference.model.layers[0].mlp.up_proj.weight.mul_(1.1)
+    freeze_lower_layers(policy, 2)
+    rm = RewardModel.from_policy_dir(tiny_dir)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(rm.head.weight)
+    prompts = [tok(t, add_special_tokens=False).input_ids for t in ("the film was", "a quiet year", "the old", "we")]
+    settings = ppo_settings(rollout_batch=8, minibatch=4, ppo_epochs=2, value_head_init="normal")
+    return PPOModule(policy, reference, rm, tok, prompts, FixedKL(0.1), settings, seed=1)
+
+
+@pytest.mark.parametrize("reference_differs", [False, True])
+def test_ppo_from_boundary_states_trains_as_the_full_forward(tiny_dir, reference_differs: bool) -> None:  # noqa: ANN001
+    import lightning as L
+
+    from harness.data.resumable import ResumableBatches
+
+    results = []
+    for use_states in (False, True):
+        module = _ppo_module(tiny_dir, reference_differs)
+        assert module.states_at == 2 and module._reference_shares == (not reference_differs)
+        if not use_states:
+            module.states_at, module._reference_shares = 0, False
+        calls = []
+        hook = module.policy.model.layers[0].register_forward_hook(lambda *a: calls.append(1))
+        seen = {}
+        L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, callbacks=[_Metrics(seen)]).fit(
+            module, ResumableBatches(range(4), 8, torch.tensor, seed=0, num_samples=16))
+        hook.remove()
+        results.append((dict(module.policy.named_parameters()), module.value_head.weight.detach().clone(), seen,
+                        len(calls)))
+    (p0, v0, m0, c0), (p1, v1, m1, c1) = results
+    for name, param in p0.items():
+        torch.testing.assert_close(p1[name], param, atol=1e-5, rtol=1e-4, msg=name)
+    torch.testing.assert_close(v1, v0, atol=1e-5, rtol=1e-4)
+    assert m1.keys() == m0.keys() and m0
+    for key in m0:
+        assert m1[key] == pytest.approx(m0[key], abs=1e-4), key
+    # The policy's bottom blocks run while sampling only: not in 2 iterations × 2 epochs × 2
+    # minibatches (the reference's, a separate model, skip theirs when it shares them).
+    assert c0 - c1 == 8
+
+
+class _Metrics:
+    def __new__(cls, seen: dict):  # noqa: ANN204
+        import lightning as L
+
+        class Collect(L.Callback):
+            def on_train_batch_end(self, trainer, *args) -> None:  # noqa: ANN001, ANN002
+                seen.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+        return Collect()
