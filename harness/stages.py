@@ -38,6 +38,7 @@ from harness.models.forward import batched_logps
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import RewardModel
 from harness.models.sampling import Stop, generate_responses, generate_with_logps, stop_rule
+from harness.models.trunk import StateTable, frozen_blocks
 from harness.modules.reward_model import RewardModelModule
 from harness.progress import ProgressBar
 from harness.tasks.base import Example
@@ -366,6 +367,26 @@ def top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[
     return hits / max(len(sizes), 1)
 
 
+# The most a stage holds of boundary states (fp32) to skip the frozen blocks' repeated passes;
+# above it (long prompts × many labels) every pass runs the whole model, as before.
+STATES_BUDGET = 2 << 30
+
+
+def boundary_states(model: torch.nn.Module, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+                    pad_id: int, batch_size: int) -> StateTable | None:
+    """The states entering `model`'s first trainable block for these rows, computed once
+    (trunk.StateTable), or None when nothing is frozen or they would exceed STATES_BUDGET."""
+    k = frozen_blocks(model)
+    if k == 0:
+        return None
+    size = StateTable.nbytes(model, prompts, responses)
+    if size > STATES_BUDGET:
+        log.info("boundary states of %d rows would take %.1f GB (> %.1f): every pass runs the frozen blocks",
+                 len(responses), size / 1e9, STATES_BUDGET / 1e9)
+        return None
+    return StateTable.build(model, k, prompts, responses, pad_id, batch_size)
+
+
 def reward_model(ctx: TrainContext, settings: RewardModelSettings) -> RewardModel:
     """Train (or load from the cache) the reward model on the labelled comparisons.
 
@@ -387,17 +408,20 @@ def reward_model(ctx: TrainContext, settings: RewardModelSettings) -> RewardMode
         torch.manual_seed(seed)
         rm = RewardModel.from_policy_dir(prep.policy_dir, settings.pooling)
         freeze_lower_layers(rm.trunk, settings.trainable_layers, key="loss.reward_model.trainable_layers", minimum=0)
-        module = RewardModelModule(rm, settings.loss_fn, settings.lr, settings.weight_decay, settings.head_lr)
+        flat_p = [g.prompt_ids for g in groups for _ in g.responses]
+        flat_r = [r for g in groups for r in g.responses]
+        states = boundary_states(rm.trunk, flat_p, flat_r, prep.tokenizer.pad_token_id, settings.batch_size)
+        module = RewardModelModule(rm, settings.loss_fn, settings.lr, settings.weight_decay, settings.head_lr,
+                                   states=states)
         data = ListDataModule(groups[:-n_val], groups[-n_val:], GroupCollator(prep.tokenizer.pad_token_id),
                               settings.batch_size, seed, bucket=exp.train.bucket)
         trainer = fit(exp, rm_key and f"reward_model-{rm_key}", "reward_model", module, datamodule=data,
                       max_epochs=settings.epochs, max_steps=-1)
         rm.eval()
         with torch.inference_mode():
-            flat_p = [g.prompt_ids for g in groups for _ in g.responses]
-            flat_r = [r for g in groups for r in g.responses]
-            raw = torch.cat([rm.raw(pack(flat_p[i : i + 32], flat_r[i : i + 32], prep.tokenizer.pad_token_id, True))
-                             for i in range(0, len(flat_p), 32)])
+            batches = [pack(flat_p[i : i + 32], flat_r[i : i + 32], prep.tokenizer.pad_token_id, True)
+                       for i in range(0, len(flat_p), 32)]
+            raw = torch.cat([rm.raw(states.attach(b) if states is not None else b) for b in batches])
         rm.set_normalization(raw)
         val = groups[-n_val:]
         val_rewards = raw[-sum(len(g.responses) for g in val):]

@@ -12,6 +12,7 @@ import torch
 from transformers import PreTrainedModel
 
 from harness.data.collate import TokenBatch, pack
+from harness.models.trunk import split
 from harness.progress import ProgressBar
 
 
@@ -165,28 +166,35 @@ def forward_response(
     return _token_logps(logits, batch), states, logits
 
 
-def top_hidden(model: PreTrainedModel, batch: TokenBatch) -> torch.Tensor:
-    """The final (normed) hidden states at the positions that predict each response token
-    (B, R, H), computed from `batch.states` (the states entering block `batch.states_at`) by
-    the blocks above it: `forward_response`'s states without running the frozen bottom. Rows
-    that share a prompt run it once, as in `prefix_shared_forward`."""
-    from harness.models.trunk import split
-
+def top_passes(model: PreTrainedModel, batch: TokenBatch, share: bool = True) -> tuple[Any | None, Any]:
+    """The blocks above `batch.states_at` from `batch.states` (the frozen bottom already
+    computed): (prompt pass, response pass) when rows share prompts (each prompt once, as in
+    `prefix_shared_forward`), else (None, the whole rows' pass). Outputs hold the final (normed)
+    hidden states, `last_hidden_state`."""
     assert batch.states is not None
     view = split(model, batch.states_at)
-    R, mask = batch.response_len, batch.attention_mask
+    mask = batch.attention_mask
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    if shares_prompts(batch):
-        width = batch.input_ids.shape[1] - R
-        rows, index = batch.shared.rows, batch.shared.index
+    if share and shares_prompts(batch):
+        width = batch.input_ids.shape[1] - batch.response_len
+        rows = batch.shared.rows
         first = view.top(batch.states[rows, :width], mask[rows, :width], position_ids[rows, :width], use_cache=True)
         cache = getattr(first, view.cache_name)
-        cache.reorder_cache(index)
-        second = view.top(batch.states[:, width:], mask, position_ids[:, width:], use_cache=True,
-                          **{view.cache_name: cache})
+        cache.reorder_cache(batch.shared.index)
+        return first, view.top(batch.states[:, width:], mask, position_ids[:, width:], use_cache=True,
+                               **{view.cache_name: cache})
+    return None, view.top(batch.states, mask, position_ids, use_cache=False)
+
+
+def top_hidden(model: PreTrainedModel, batch: TokenBatch) -> torch.Tensor:
+    """The final hidden states at the positions that predict each response token (B, R, H),
+    from `batch.states` by the blocks above them (`top_passes`): `forward_response`'s states
+    without running the frozen bottom."""
+    first, second = top_passes(model, batch)
+    if first is not None:
+        index = batch.shared.index
         return torch.cat([first.last_hidden_state[index, -1:], second.last_hidden_state[:, :-1]], dim=1)
-    out = view.top(batch.states, mask, position_ids, use_cache=False)
-    return out.last_hidden_state[:, -R - 1 : -1]
+    return second.last_hidden_state[:, -batch.response_len - 1 : -1]
 
 
 def output_logits(model: PreTrainedModel, states: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
 from harness.data.collate import TokenBatch
-from harness.models.forward import prefix_shared_forward, shares_prompts
+from harness.models.forward import prefix_shared_forward, shares_prompts, top_passes
 
 
 POOLINGS = ("mean", "last")
@@ -48,7 +48,11 @@ class RewardModel(nn.Module):
         """Unnormalised reward of each row: (B,)."""
         mask = batch.attention_mask
         response_mask = batch.response_mask
-        if shares_prompts(batch) and (self.pooling == "mean" or bool(response_mask.any(-1).all())):
+        share = shares_prompts(batch) and (self.pooling == "mean" or bool(response_mask.any(-1).all()))
+        if batch.states is not None:  # the frozen bottom already computed (trunk.StateTable)
+            hidden = top_passes(self.trunk, batch, share)[1].last_hidden_state  # (B, R, H) shared, else (B, T, H)
+            mask = response_mask if share else mask
+        elif share:
             # Each shared prompt runs once; pooling reads only response positions (`last`: the
             # last real token, a response token when no response is empty).
             hidden = prefix_shared_forward(self.trunk, batch)[1].last_hidden_state  # (B, R, H)

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from harness.data.collate import TokenBatch, pack
+
 
 def decoder(model: nn.Module) -> nn.Module:
     """The decoder stack (embeddings, `layers`, final `norm`) of a causal LM or a bare trunk."""
@@ -173,3 +175,58 @@ def capture_boundary(model: PreTrainedModel, k: int) -> Iterator[list[torch.Tens
         yield states
     finally:
         handle.remove()
+
+
+class StateTable:
+    """Boundary states of a fixed set of (prompt, response) rows, computed once: a reward model
+    trained for several epochs (and scored once more for its normalisation) runs its frozen
+    bottom once per row instead of at every pass. A prompt's states are stored once for all its
+    responses (under causal attention they do not depend on the response). `attach` lays the
+    states of a packed batch's rows out as `pack` lays out their tokens."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._prompts: dict[tuple[int, ...], torch.Tensor] = {}
+        self._responses: dict[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] = {}
+
+    @staticmethod
+    def nbytes(model: nn.Module, prompts: Any, responses: Any) -> int:
+        """What `build` would hold for these rows (fp32 states, each prompt once)."""
+        hidden = decoder(model).config.hidden_size
+        tokens = sum(len(p) for p in {tuple(p) for p in prompts}) + sum(len(r) for r in responses)
+        return 4 * hidden * tokens
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model: nn.Module, k: int, prompts: Any, responses: Any, pad_id: int,
+              batch_size: int = 32) -> StateTable:
+        table = cls(k)
+        view = split(model, k)
+        device = next(model.parameters()).device
+        rows = list(dict.fromkeys((tuple(p), tuple(r)) for p, r in zip(prompts, responses)))
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]) + len(rows[i][1]), i))  # less padding
+        for start in range(0, len(order), batch_size):
+            chunk = [rows[i] for i in order[start : start + batch_size]]
+            batch = pack([p for p, _ in chunk], [r for _, r in chunk], pad_id)
+            states = view.bottom(batch.input_ids.to(device), batch.attention_mask.to(device)).cpu()
+            width = batch.input_ids.shape[1] - batch.response_len
+            for row, (p, r) in enumerate(chunk):
+                if p not in table._prompts:
+                    table._prompts[p] = states[row, width - len(p) : width].clone()
+                table._responses[(p, r)] = states[row, width : width + len(r)].clone()
+        return table
+
+    def attach(self, batch: TokenBatch) -> TokenBatch:
+        """`batch` (a TokenBatch laid out by `pack`) carrying its rows' boundary states."""
+        ids, mask = batch.input_ids.tolist(), batch.attention_mask
+        width = batch.input_ids.shape[1] - batch.response_len
+        lengths = mask.sum(-1).tolist()
+        response_lengths = mask[:, width:].sum(-1).tolist()
+        hidden = next(iter(self._prompts.values())).shape[-1]
+        states = torch.zeros(*batch.input_ids.shape, hidden)
+        for row, (n, r_len) in enumerate(zip(lengths, response_lengths)):
+            p = tuple(ids[row][width - (n - r_len) : width])
+            r = tuple(ids[row][width : width + r_len])
+            states[row, width - len(p) : width] = self._prompts[p]
+            states[row, width : width + r_len] = self._responses[(p, r)]
+        return batch.with_states(states.to(batch.input_ids.device), self.k)

@@ -137,7 +137,9 @@ class PPOModule(L.LightningModule):
         reference, reward_model = self._frozen
         ref_tokens = tokens if self._reference_shares else tokens.with_states(None, 0)
         ref_logps = forward_response(reference, ref_tokens, self.s.temperature)[0]
-        scores = reward_model(tokens)  # (B,) normalised
+        # Not from the rollout's states: the last sampled token's (never fed back) is missing, and
+        # the reward model pools over every response token.
+        scores = reward_model(tokens.with_states(None, 0))  # (B,) normalised
         finished = torch.tensor([self.stop.finished(r) for r in responses], device=self.device)
         if self.s.unfinished_score is not None:
             scores = torch.where(finished, scores, torch.full_like(scores, self.s.unfinished_score))

@@ -8,6 +8,7 @@ import torch
 from harness.data.preference import GroupBatch
 from harness.losses.bradley_terry import GroupLoss
 from harness.models.reward import RewardModel
+from harness.models.trunk import StateTable
 
 
 class RewardModelModule(L.LightningModule):
@@ -15,8 +16,11 @@ class RewardModelModule(L.LightningModule):
     and `rm_val/` (the reward model's own train and validation comparisons)."""
 
     def __init__(self, reward_model: RewardModel, loss_fn: GroupLoss, lr: float, weight_decay: float = 0.0,
-                 head_lr: float | None = None) -> None:
+                 head_lr: float | None = None, states: StateTable | None = None) -> None:
+        """`states`: the boundary states of every training and validation row below the trunk's
+        frozen blocks (trunk.StateTable), computed once; each pass then runs the blocks above."""
         super().__init__()
+        self.states = states
         self.reward_model = reward_model
         self.loss_fn = loss_fn
         self.lr = lr
@@ -24,7 +28,8 @@ class RewardModelModule(L.LightningModule):
         self.weight_decay = weight_decay
 
     def _step(self, batch: GroupBatch, split: str) -> torch.Tensor:
-        rewards = self.reward_model.raw(batch.tokens).view(-1, batch.k)  # (B, k)
+        tokens = self.states.attach(batch.tokens) if self.states is not None else batch.tokens
+        rewards = self.reward_model.raw(tokens).view(-1, batch.k)  # (B, k)
         loss, metrics = self.loss_fn(rewards, batch.choice)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"reward model {split} loss is {loss.item()} at step {self.global_step}")
