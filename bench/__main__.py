@@ -2,6 +2,7 @@
 
     python -m bench                      # every objective, 3 rounds, A/B alternating
     python -m bench --only dpo,kto --rounds 5
+    python -m bench --only frozen             # the rows with the bottom 2 of 5 blocks frozen on both sides
     python -m bench --write reports/benchmarks.md
     python -m bench sweep                # the 4-point loss.beta sweep vs four independent runs
 
@@ -260,8 +261,11 @@ def benchmark(args: argparse.Namespace) -> None:
            f"{NEW_TOKENS} new tokens; {args.rounds} rounds × {args.steps} timed steps; rates are medians, ratios the "
            f"median of the per-round ratios with their min and max (bars judged on the median).", ""]
     sections = {}
-    if comparisons:
-        sections["throughput"] = "\n".join(header + [table(m, comparisons, peak, n_params)])
+    # The frozen-bottom rows have a section of their own: either can be rerun alone.
+    for name, rows in (("throughput", [c for c in comparisons if not c.frozen]),
+                       ("frozen", [c for c in comparisons if c.frozen])):
+        if rows:
+            sections[name] = "\n".join(header + [table(m, rows, peak, n_params)])
     if "memory" in wanted:
         sections["memory"] = "\n".join(header + [memory_table(m)])
     for name, text in sections.items():

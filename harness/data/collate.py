@@ -40,7 +40,9 @@ class TokenBatch:
     shared: SharedPrompts | None = None  # rows with one prompt run it once (None: every row in full)
     # The states entering decoder block `states_at` at every column (B, T, H), computed once
     # below the frozen blocks (models/trunk.py): a forward of a model with the same frozen
-    # bottom starts there. None: forwards run every block.
+    # bottom starts there. None: forwards run every block. From a rollout, the last sampled
+    # token's column is zero (generation never feeds it back): enough for log-probs and values,
+    # which it cannot influence, not for a reward model pooling over it.
     states: torch.Tensor | None = None
     states_at: int = 0
 

@@ -210,3 +210,27 @@ def test_reward_model_from_a_state_table_scores_and_trains_as_the_full_forward(t
     # rounding; 5e-4 is 5% of one step.
     torch.testing.assert_close(results[5], results[2], atol=5e-4, rtol=1e-4)
     torch.testing.assert_close(results[0], results[1], atol=1e-5, rtol=1e-4)  # shared prompts: the same scores
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_gemma3_sliding_window_blocks_and_logit_softcapping(share: bool) -> None:
+    """Gemma 3 (gemma-3-270m's architecture): sliding-window and global blocks on both sides of
+    the boundary, the embedding scaled inside its module, soft-capped logits."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=6,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=4,
+                              max_position_embeddings=128, final_logit_softcapping=30.0,
+                              layer_types=["sliding_attention", "full_attention"] * 3)
+    model = Gemma3ForCausalLM(config)
+    freeze_lower_layers(model, 3)
+    assert frozen_blocks(model) == 3
+    prompts = [[3, 4, 5, 6, 7, 8, 9], [3, 4, 5, 6, 7, 8, 9], [8, 9]]
+    batch = pack(prompts, [[13, 14, 15, 16, 17], [19, 20], [21]], 0, share_prompts=share)
+    states = split(model, 3).bottom(batch.input_ids, batch.attention_mask)
+    full = forward_response(model, batch)
+    top = forward_response(model, batch.with_states(states, 3))
+    torch.testing.assert_close(top[0], full[0], atol=1e-5, rtol=1e-4)
+    mask = batch.response_mask.unsqueeze(-1)
+    torch.testing.assert_close(top[2] * mask, full[2] * mask, atol=1e-4, rtol=1e-4)
