@@ -3,7 +3,8 @@
 Each objective runs the code a `harness` run trains with (the Trainer settings of
 `conf/trainer/cpu.yaml`, the stage's datamodule and LightningModule), minus logging and
 checkpoints, on the shared model and data of `bench.common`. Reference log-probs are computed
-before training, as the harness's `ref_logps` artifact stage does.
+before training, as the harness's `ref_logps` artifact stage does; with `--frozen`, so are
+DPO's boundary states, which a run's sampler records with the samples.
 
     python -m bench.harness_side dpo --steps 20 --warmup 3
 """
@@ -103,7 +104,14 @@ def _offline(recs: list[Record], objective: str, steps: int, clock: StepClock, b
                 for i, (p, c, k, r) in enumerate(zip(prompts, chosen, partner, recs))]
         collate, loss = UnpairedCollator(tok.pad_token_id), functools.partial(kto_loss, beta=BETA)
     data = ListDataModule(rows, [], collate, BATCH, seed=0, bucket=bucket)
-    module = OfflinePreferenceModule(policy, loss, lr=LR)
+    states = None
+    if FROZEN and objective == "dpo":
+        # A run's pairs come with the boundary states its sampler recorded (stages.samples), as
+        # their reference log-probs come from it: both are ready before training.
+        from harness.models.trunk import StateTable
+
+        states = StateTable.build(policy, FROZEN, prompts * 2, chosen + rejected, tok.pad_token_id)
+    module = OfflinePreferenceModule(policy, loss, lr=LR, states=states)
     _trainer(steps, clock).fit(module, datamodule=data)
     return base, mean_tokens(recs, "pair_shared_prompt" if objective == "dpo" else "example")
 

@@ -22,6 +22,7 @@ from harness.labelers.base import Labeler
 from harness.losses.bradley_terry import GroupLoss
 from harness.models.reward import POOLINGS
 from harness.models.sources import Corpus
+from harness.models.trunk import StateTable
 from harness.progress import ProgressBar
 from harness.tasks.base import Example, Task
 from harness.tracking import RunTracker
@@ -300,6 +301,11 @@ class Method:
         """Refuse (InputError) settings or data (the `labels.n` examples to be labelled) this
         method cannot train on; called by `pipeline.check`, before any run or artifact."""
 
+    def reads_states(self) -> bool:
+        """Whether `fit` trains from the boundary states the sampler records (`Labelled.states`):
+        only then does sampling record them."""
+        return False
+
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         raise NotImplementedError
 
@@ -375,6 +381,9 @@ class Labelled:
     # Σ log π_ref(y | x) of each response as the sampler computed it ([N][k]; the initial policy
     # sampled them and is the reference), None where responses were not sampled here (a file).
     ref_logps: list[list[float]] | None = None
+    # The states entering the policy's first trainable block of every (prompt, response), as the
+    # sampler recorded them (stages.samples), for methods that read them; None: not recorded.
+    states: StateTable | None = None
 
     def __post_init__(self) -> None:
         self.choices_key = self.choices_key or config_hash(self.spec)

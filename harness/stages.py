@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.cache import ArtifactCache, config_hash, stage_seed
+from harness.cache import ArtifactCache, config_hash, is_complete, stage_seed
 from harness.data.collate import pack
 from harness.data.pairs import partner_group
 from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule
@@ -147,34 +147,70 @@ def samples_chunk_spec(exp: Experiment, start: int) -> dict[str, Any]:
                               "chunk_start": start}
 
 
-def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> list[list[dict[str, Any]]]:
+def boundary_spec(exp: Experiment, start: int, k: int) -> dict[str, Any]:
+    """The boundary states of one chunk's rows at block k (an artifact beside the chunk's samples)."""
+    return samples_chunk_spec(exp, start) | {"states_at": k}
+
+
+def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache,
+            progress: ProgressBar) -> tuple[list[list[dict[str, Any]]], StateTable | None]:
     """k responses of the initial policy to the train prompts, with their decoded texts, chunk
     by chunk of the pool, as many chunks as the first labels.n prompts need (each chunk its own
-    artifact and seed, sampled whole even when fewer of its prompts are used)."""
-    k = exp.labels.k
+    artifact and seed, sampled whole even when fewer of its prompts are used).
+
+    When the method trains from boundary states (`Method.reads_states`) and the policy's bottom
+    blocks are frozen, the states entering its first trainable block are recorded while sampling
+    (an artifact per chunk, `boundary`) and returned as one table; None when any chunk has none
+    (it was sampled before, for a run that did not record them) or they would exceed
+    STATES_BUDGET."""
+    k_samples = exp.labels.k
     train = exp.task.examples("train")
     context = context_length(prep.policy.config)
     found: list[list[dict[str, Any]]] = []
+    k = frozen_blocks(prep.policy) if exp.method.reads_states() else 0
+    if k:
+        n = min(len(train), -(-exp.labels.n // exp.sampling.chunk) * exp.sampling.chunk)
+        tokens = sum(len(p) + k_samples * exp.task.max_new_tokens
+                     for p in encode_prompts(prep.tokenizer, train[:n], exp.task.max_new_tokens, context))
+        if 4 * tokens * prep.policy.config.hidden_size > STATES_BUDGET:
+            log.info("boundary states of %d prompts would exceed %.1f GB: training runs the frozen blocks",
+                     n, STATES_BUDGET / 1e9)
+            k = 0
+    table = StateTable(k) if k else None
     for start, stop in chunks(exp, exp.labels.n):
         examples = train[start:stop]
+        recorded: list[StateTable] = []
 
-        def build(out: Path, start: int = start, examples: Sequence[Example] = examples) -> None:
+        def build(out: Path, start: int = start, examples: Sequence[Example] = examples,
+                  recorded: list[StateTable] = recorded) -> None:
             ids = encode_prompts(prep.tokenizer, examples, exp.task.max_new_tokens, context)
+            states = StateTable(k) if k else None
             responses, logps = generate_with_logps(
                 prep.policy, prep.tokenizer, ids, max_new_tokens=exp.task.max_new_tokens,
-                temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k,
+                temperature=exp.sampling.temperature, top_p=exp.sampling.top_p, k=k_samples,
                 batch_size=exp.sampling.batch_size, seed=stage_seed(exp.seed, f"samples:{start}"),
-                progress=progress, stop=task_stop(prep.tokenizer, exp),
-                desc=f"sampling {k} responses × prompts {start}–{start + len(examples) - 1}",
+                progress=progress, stop=task_stop(prep.tokenizer, exp), states=states,
+                desc=f"sampling {k_samples} responses × prompts {start}–{start + len(examples) - 1}",
             )
             write_jsonl(out / "samples.jsonl", [
                 {"id": e.id, "prompt": e.prompt, "prompt_ids": p, "responses": r,
                  "texts": [prep.tokenizer.decode(x, skip_special_tokens=True) for x in r], "logps": lp}
                 for e, p, r, lp in zip(examples, ids, responses, logps)
             ])
+            if states is not None:
+                recorded.append(states)
 
         found.append(read_jsonl(cache.get_or_build("samples", samples_chunk_spec(exp, start), build) / "samples.jsonl"))
-    return found
+        if table is not None:
+            spec = boundary_spec(exp, start, k)
+            if recorded:  # sampled just now: keep what the sampler recorded
+                cache.get_or_build("boundary", spec, lambda out, t=recorded[0]: t.save(out))
+            path = cache.path("boundary", spec)
+            if is_complete(path):  # read back from disk: tensors made under inference mode cannot train
+                table.update(StateTable.load(path))
+            else:
+                table = None
+    return found, table
 
 
 def labels_spec(exp: Experiment) -> dict[str, Any]:
@@ -228,7 +264,7 @@ def row_agreement(votes: Sequence[int]) -> float:
 
 def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> Labelled:
     """Samples of the initial policy, labelled best-of-k by the simulated panel."""
-    pool = samples(exp, prep, cache, progress)
+    pool, states = samples(exp, prep, cache, progress)
     sampled = [row for chunk in pool for row in chunk][: exp.labels.n]
     chosen, meta = labels(exp, cache, progress, pool)
     return Labelled(
@@ -236,7 +272,7 @@ def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progre
         spec=samples_spec(exp), meta=meta,
         artifacts={"samples": config_hash(samples_spec(exp)), "labels": config_hash(labels_spec(exp))},
         choices_key=config_hash(labels_spec(exp)),
-        ref_logps=[s["logps"] for s in sampled],
+        ref_logps=[s["logps"] for s in sampled], states=states,
     )
 
 

@@ -15,6 +15,7 @@ from harness.experiment import EvalPolicy, Experiment, Method, TrainContext
 from harness.losses.kto import kto_weights
 from harness.methods.policies import SampledPolicy, eval_series
 from harness.models.loading import load_causal_lm
+from harness.models.trunk import frozen_blocks, same_bottom
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss, UnpairedLoss
 from harness.stages import ref_kl_logps, ref_logps
 from harness.tasks.base import Example
@@ -74,6 +75,11 @@ class OfflinePreference(Method):
     def kept(n: int, exp: Experiment) -> set[int]:
         return desirable_prompts(n, exp.labels.desirable_fraction, stage_seed(exp.seed, "desirable"))
 
+    def reads_states(self) -> bool:
+        # Pairs run through forward_response; KTO's example and its mismatched pair share one
+        # prompt pass (forward_with_detached_twin), which has no states path yet.
+        return not self.unpaired
+
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
         tokenizer = prep.tokenizer
@@ -107,9 +113,13 @@ class OfflinePreference(Method):
         data = ListDataModule(train_rows, val_rows, collate, exp.train.batch_size, stage_seed(exp.seed, "train"),
                               bucket=exp.train.bucket)
         reference = load_causal_lm(prep.policy_dir)[0] if self.reference == "online" else None
+        states = labelled.states if self.reads_states() else None
+        if states is not None and (states.k != frozen_blocks(prep.policy) or (
+                reference is not None and not same_bottom(prep.policy, reference, states.k))):
+            states = None
         module = OfflinePreferenceModule(prep.policy, loss_fn, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
                                          warmup_steps=exp.train.warmup_steps, length_normalized=self.length_normalized,
-                                         reference=reference)
+                                         reference=reference, states=states)
         fit(exp, exp.run_key, "train", module, datamodule=data, limit_val_batches=1.0 if val_rows else 0,
             callbacks=eval_series(ctx, module.policy, reference=reference))
         return SampledPolicy(module.policy, ctx)

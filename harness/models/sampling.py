@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.data.collate import TokenBatch, pack
 from harness.models.forward import length_order
-from harness.models.trunk import capture_boundary
+from harness.models.trunk import StateTable, capture_boundary
 from harness.progress import ProgressBar
 
 
@@ -109,9 +109,13 @@ def _generate(
     desc: str = "sampling",
     stop: Stop | None = None,
     logps: float | None = None,
+    states: StateTable | None = None,
 ) -> tuple[list[list[list[int]]], list[list[float]] | None]:
     """Sampling with `generate` (seeded, KV cache), batched by prompt length; with `logps` (a
-    temperature τ) also each kept response's Σ log π_τ from the raw logits."""
+    temperature τ) also each kept response's Σ log π_τ from the raw logits; with `states` (a
+    `trunk.StateTable` at block k) the states entering block k of every kept row, recorded
+    while sampling, added to it (a response that runs to `max_new_tokens` gets zeros for its
+    last token, which generation never feeds back: no log-prob of the row depends on it)."""
     model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
@@ -130,12 +134,14 @@ def _generate(
         # pack reserves one response column; generation starts right after the prompt.
         ids = batch.input_ids[:, :width].to(device)
         mask = batch.attention_mask[:, :width].to(device)
-        gen = model.generate(
-            input_ids=ids, attention_mask=mask, do_sample=temperature > 0,
-            temperature=temperature if temperature > 0 else None, top_p=top_p, top_k=0,
-            max_new_tokens=max_new_tokens, num_return_sequences=k,
-            pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_logits=logps is not None,
-        )
+        with capture_boundary(model, states.k) if states is not None else nullcontext([]) as steps:
+            gen = model.generate(
+                input_ids=ids, attention_mask=mask, do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None, top_p=top_p, top_k=0,
+                max_new_tokens=max_new_tokens, num_return_sequences=k,
+                pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_logits=logps is not None,
+            )
+        captured = torch.cat(steps, 1).cpu() if states is not None else None  # (len(idx)·k, width + T − 1, H)
         tokens = gen.sequences[:, width:]
         rows = tokens.tolist()  # (len(idx)·k, ≤ max_new_tokens)
         if logps is not None:
@@ -148,6 +154,11 @@ def _generate(
                 out[i].append(kept)
                 if logps is not None:
                     sums[i].append(float(sum(token_logps[r][: len(kept)])))
+                if captured is not None:
+                    p = tuple(prompts[i])
+                    row = captured[r, width : width + len(kept)]
+                    row = torch.cat([row, row.new_zeros(len(kept) - row.shape[0], row.shape[1])])
+                    states.add(p, tuple(kept), captured[r, width - len(p) : width].clone(), row.clone())
         if progress:
             progress.advance(task, len(idx))
     return out, (sums if logps is not None else None)

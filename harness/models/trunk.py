@@ -16,12 +16,15 @@ frozen reference, or a reward model's trunk) may start from the same states.
 from __future__ import annotations
 
 import copy
+import json
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -214,6 +217,45 @@ class StateTable:
                 if p not in table._prompts:
                     table._prompts[p] = states[row, width - len(p) : width].clone()
                 table._responses[(p, r)] = states[row, width : width + len(r)].clone()
+        return table
+
+    def add(self, prompt: tuple[int, ...], response: tuple[int, ...], prompt_states: torch.Tensor,
+            response_states: torch.Tensor) -> None:
+        """One row's states: (len(prompt), H) and (len(response), H)."""
+        self._prompts.setdefault(prompt, prompt_states)
+        self._responses[(prompt, response)] = response_states
+
+    def __len__(self) -> int:
+        return len(self._responses)
+
+    def covers(self, prompts: Any, responses: Any) -> bool:
+        return all((tuple(p), tuple(r)) in self._responses for p, r in zip(prompts, responses))
+
+    def update(self, other: StateTable) -> None:
+        if other.k != self.k:
+            raise ValueError(f"boundary states at block {other.k} cannot join a table at block {self.k}")
+        self._prompts.update(other._prompts)
+        self._responses.update(other._responses)
+
+    def save(self, out: Path) -> None:
+        """Two tensors (every prompt's states, every response's, concatenated) and the token ids
+        that slice them, in `out`."""
+        prompts, rows = list(self._prompts), list(self._responses)
+        save_file({"prompts": torch.cat([self._prompts[p] for p in prompts]).contiguous(),
+                   "responses": torch.cat([self._responses[r] for r in rows]).contiguous()},
+                  str(out / "states.safetensors"))
+        (out / "rows.json").write_text(json.dumps({"k": self.k, "prompts": prompts, "rows": rows}))
+
+    @classmethod
+    def load(cls, path: Path) -> StateTable:
+        meta = json.loads((path / "rows.json").read_text())
+        tensors = load_file(str(path / "states.safetensors"))
+        table = cls(meta["k"])
+        for name, keys, store in (("prompts", [tuple(p) for p in meta["prompts"]], table._prompts),
+                                  ("responses", [(tuple(p), tuple(r)) for p, r in meta["rows"]], table._responses)):
+            lengths = [len(key) if name == "prompts" else len(key[1]) for key in keys]
+            for key, states in zip(keys, torch.split(tensors[name], lengths)):
+                store[key] = states
         return table
 
     def attach(self, batch: TokenBatch) -> TokenBatch:

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel
 from harness.data.collate import TokenBatch
 from harness.data.preference import PairBatch, UnpairedBatch
 from harness.models.forward import forward_response, forward_with_detached_twin, without_dropout
+from harness.models.trunk import StateTable
 from harness.modules.optim import adamw_with_warmup
 
 Metrics = dict[str, torch.Tensor]
@@ -42,8 +43,13 @@ class OfflinePreferenceModule(L.LightningModule):
         disable_dropout: bool = True,
         length_normalized: bool = False,
         reference: PreTrainedModel | None = None,
+        states: StateTable | None = None,
     ) -> None:
+        """`states`: the boundary states of every pair's rows below the policy's frozen blocks, as
+        the sampler recorded them (trunk.StateTable): the policy's (and an online reference's)
+        forwards of pairs then run the trainable blocks only."""
         super().__init__()
+        self.states = states
         self.policy = policy
         if disable_dropout:
             # Reference log-probs were computed without dropout; training with it would
@@ -85,8 +91,9 @@ class OfflinePreferenceModule(L.LightningModule):
             ref_kl = self._reference_logps(batch.kl_tokens, batch.ref_kl_logps)
             loss, metrics = self.loss_fn(policy, ref, batch.desirable, policy_kl, ref_kl)
             return loss, metrics, policy.shape[0]
-        chosen, rejected = self._logps(self.policy, batch.tokens).chunk(2)  # one pass over 2B rows
-        ref_chosen, ref_rejected = self._reference_logps(batch.tokens, batch.ref_logps).chunk(2)
+        tokens = self.states.attach(batch.tokens) if self.states is not None else batch.tokens
+        chosen, rejected = self._logps(self.policy, tokens).chunk(2)  # one pass over 2B rows
+        ref_chosen, ref_rejected = self._reference_logps(tokens, batch.ref_logps).chunk(2)
         loss, metrics = self.loss_fn(chosen, rejected, ref_chosen, ref_rejected)
         return loss, metrics, chosen.shape[0]
 

@@ -234,3 +234,45 @@ def test_gemma3_sliding_window_blocks_and_logit_softcapping(share: bool) -> None
     torch.testing.assert_close(top[0], full[0], atol=1e-5, rtol=1e-4)
     mask = batch.response_mask.unsqueeze(-1)
     torch.testing.assert_close(top[2] * mask, full[2] * mask, atol=1e-4, rtol=1e-4)
+
+
+def test_sampling_records_each_rows_boundary_states(tiny_dir) -> None:  # noqa: ANN001
+    """`generate_with_logps(states=…)`: every kept (prompt, response)'s states as a bottom pass
+    over the row gives them, but for the last token of a response that ran to max_new_tokens
+    (zeros: generation never feeds it back). Saved and loaded, the table is the same."""
+    from harness.models.sampling import Stop, generate_with_logps
+    from harness.models.trunk import StateTable
+
+    model, tok = load_causal_lm(tiny_dir)
+    freeze_lower_layers(model, 2)
+    prompts = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
+    table = StateTable(2)
+    stop = Stop(eos=tok.eos_token_id, ids=frozenset(range(0, 300, 5)), after=2)  # some responses stop early
+    responses, _ = generate_with_logps(model, tok, prompts, max_new_tokens=6, temperature=1.0, k=2, batch_size=4,
+                                       seed=3, stop=stop, states=table)
+    rows = [(p, r) for p, group in zip(prompts, responses) for r in group]
+    assert len(table) == len(set((tuple(p), tuple(r)) for p, r in rows))
+    assert any(len(r) < 6 for _, r in rows) and any(len(r) == 6 for _, r in rows)
+    want = StateTable.build(model, 2, [p for p, _ in rows], [r for _, r in rows], 0)
+    batch = pack([p for p, _ in rows], [r for _, r in rows], 0)
+    got, ref = table.attach(batch).states, want.attach(batch).states
+    full = torch.tensor([len(r) == 6 for _, r in rows])
+    last = batch.input_ids.shape[1] - 1  # where a full-length response's last token sits
+    assert not got[full, last].any()
+    ref[full, last] = 0
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    # and these states give the log-probs of a full forward
+    torch.testing.assert_close(forward_response(model, table.attach(batch))[0], forward_response(model, batch)[0],
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_a_state_table_saved_and_loaded_is_the_same(tiny_dir, tmp_path) -> None:  # noqa: ANN001
+    from harness.models.trunk import StateTable
+
+    model, _ = load_causal_lm(tiny_dir)
+    table = StateTable.build(model, 1, PROMPTS, RESPONSES, 0)
+    table.save(tmp_path)
+    again = StateTable.load(tmp_path)
+    batch = pack(PROMPTS, RESPONSES, 0, share_prompts=True)
+    assert again.k == 1 and len(again) == len(table)
+    torch.testing.assert_close(again.attach(batch).states, table.attach(batch).states, atol=0, rtol=0)
