@@ -273,6 +273,40 @@ def benchmark(args: argparse.Namespace) -> None:
         if args.write:
             write_section(args.write, name, text)
             print(f"bench: wrote the {name} section of {args.write}", file=sys.stderr)
+            jobs = {j for c in comparisons if (name == "frozen") == bool(c.frozen) for j in (c.ours, c.theirs)}
+            if name == "memory":
+                jobs = {j for _, job, base, _ in MEMORY for j in (job, base)}
+            write_evidence(Path(args.write), name, command, {j.label: m.results.get(j, []) for j in sorted(
+                jobs, key=lambda j: j.label)})
+
+
+def write_evidence(report: Path, section: str, command: str, results: dict[str, list[dict]]) -> Path:
+    """What each measurement reported besides its rate, per round (TRL's tokenisation check,
+    its forwards per step by kind, the settings in effect, versions), committed next to the
+    figures: `<report's folder>/bench/<section>.json`."""
+    out = report.parent / "bench" / f"{section}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command, "machine": machine(), "results": results}, indent=1,
+                              default=str) + "\n")
+    return out
+
+
+def evidence_from_log(log: Path) -> dict[str, list[dict]]:
+    """The results of a past run, per job label, read back from its log (bench/last_run.log)."""
+    results: dict[str, list[dict]] = {}
+    label = None
+    for line in log.read_text().splitlines():
+        if line.startswith("$ "):
+            words = line.split()
+            i = words.index("-m")
+            side = words[i + 1].removeprefix("bench.").removesuffix("_side")
+            args = words[i + 3 :]
+            rest = [w for j, w in enumerate(args)  # the job's own arguments: not --steps / --warmup N
+                    if w not in ("--steps", "--warmup") and (j == 0 or args[j - 1] not in ("--steps", "--warmup"))]
+            label = Job(side, words[i + 2], tuple(rest)).label
+        elif line.startswith('{"side"') and label:
+            results.setdefault(label, []).append(json.loads(line))
+    return results
 
 
 def main() -> None:

@@ -201,12 +201,12 @@ def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache,
                 recorded.append(states)
 
         found.append(read_jsonl(cache.get_or_build("samples", samples_chunk_spec(exp, start), build) / "samples.jsonl"))
-        if table is not None:
+        if k:
             spec = boundary_spec(exp, start, k)
-            if recorded:  # sampled just now: keep what the sampler recorded
+            if recorded:  # sampled just now: keep what the sampler recorded, for later runs too
                 cache.get_or_build("boundary", spec, lambda out, t=recorded[0]: t.save(out))
             path = cache.path("boundary", spec)
-            if is_complete(path):  # read back from disk: tensors made under inference mode cannot train
+            if table is not None and is_complete(path):  # from disk: inference-mode tensors cannot train
                 table.update(StateTable.load(path))
             else:
                 table = None

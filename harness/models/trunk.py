@@ -3,7 +3,7 @@
 Every SmolLM2 experiment trains only the top blocks (`model.trainable_layers`). Below that
 boundary the policy, the reference (the same initial weights, frozen) and every PPO epoch
 compute the same activations. `Split(model, k)` runs the two halves separately on views that
-share the model's parameters: `bottom` (embeddings and blocks 0..k−1) gives the *boundary
+share the model's modules: `bottom` (embeddings and blocks 0..k−1) gives the *boundary
 states*, the hidden states entering block k; `top` (blocks k.., final norm) continues from
 them. Attention is causal and the bottom is frozen, so top(bottom(x)) is the model's forward:
 the same outputs, and the same gradients for every trainable parameter (tests/unit/test_trunk.py).
@@ -16,6 +16,7 @@ frozen reference, or a reward model's trunk) may start from the same states.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import weakref
 from collections.abc import Iterator
@@ -85,27 +86,28 @@ def _config(config: Any, layers: slice) -> Any:
     return sliced
 
 
-def _renumbered(block: nn.Module, index: int) -> nn.Module:
-    """A view of `block` (the same parameters) whose attention reads and writes KV-cache layer
-    `index`: the top view's cache holds its own blocks only."""
-    view = copy.copy(block)
-    view._modules = dict(block._modules)
-    for name, child in block._modules.items():
-        if child is not None and hasattr(child, "layer_idx"):
-            child_view = copy.copy(child)
-            child_view.layer_idx = index
-            view._modules[name] = child_view
-    if hasattr(view, "layer_idx"):
-        view.layer_idx = index
-    return view
+@contextmanager
+def _renumbered(blocks: list[nn.Module], offset: int) -> Iterator[None]:
+    """For the duration of a top pass, blocks k.. read and write KV-cache layers 0.. (the top
+    view's cache holds its own blocks only): every `layer_idx` in them shifted down by `offset`,
+    restored after. The blocks themselves are the model's, so nothing set on them later (dropout
+    off, new weights) can go stale in the view."""
+    shifted = [m for block in blocks for m in block.modules() if isinstance(getattr(m, "layer_idx", None), int)]
+    for m in shifted:
+        m.layer_idx -= offset
+    try:
+        yield
+    finally:
+        for m in shifted:
+            m.layer_idx += offset
 
 
-def _view(dec: nn.Module, layers: slice, renumber: bool, norm: bool) -> nn.Module:
+def _view(dec: nn.Module, layers: slice, norm: bool) -> nn.Module:
+    """The decoder with only `layers` of its blocks (the same modules) and, without `norm`, no
+    final norm; its config sliced to them."""
     view = copy.copy(dec)
     view._modules = dict(dec._modules)
-    blocks = list(dec.layers)[layers]
-    view._modules["layers"] = nn.ModuleList(
-        [_renumbered(b, i) for i, b in enumerate(blocks)] if renumber else blocks)
+    view._modules["layers"] = nn.ModuleList(list(dec.layers)[layers])
     if not norm:
         view._modules["norm"] = nn.Identity()
     view.config = _config(dec.config, layers)
@@ -122,8 +124,8 @@ class Split:
         if not 1 <= k <= n:
             raise ValueError(f"split at block {k}: the model has {n} blocks")
         self.k = k
-        self._bottom = _view(dec, slice(0, k), renumber=False, norm=False)
-        self._top = _view(dec, slice(k, n), renumber=True, norm=True)
+        self._bottom = _view(dec, slice(0, k), norm=False)
+        self._top = _view(dec, slice(k, n), norm=True)
         self.cache_name = "cache" if "cache" in _parameters(dec) else "past_key_values"
 
     @torch.no_grad()
@@ -139,12 +141,12 @@ class Split:
         """Blocks k.. and the final norm from `states` (B, T', H) at `position_ids`; `attention_mask`
         covers the cache's columns and these. Returns the decoder's output (last_hidden_state,
         and the KV cache of the top blocks with `use_cache`)."""
-        return self._top(inputs_embeds=states, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        with _renumbered(list(self._top.layers), self.k):
+            return self._top(inputs_embeds=states, attention_mask=attention_mask, position_ids=position_ids,
+                             **kwargs)
 
 
 def _parameters(module: nn.Module) -> Any:
-    import inspect
-
     return inspect.signature(module.forward).parameters
 
 

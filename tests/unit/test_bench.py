@@ -67,3 +67,25 @@ def test_table_reads_the_median_of_per_round_ratios_with_their_spread():
     row = table(m, [Comparison("DPO", "pairs/s", ours, theirs, 2.5)], peak=100.0, n_params=1).splitlines()[-1]
     # Per-round ratios 2, 3, 4: the median 3 meets 2.5, and the minimum 2 is shown beside it.
     assert "| **3.00** (2.00–4.00) | 2.00, 3.00, 4.00 | ≥ 2.5 | yes |" in row
+
+
+def test_evidence_is_read_back_per_job_and_written_beside_the_report(tmp_path):
+    import json
+
+    from bench.__main__ import evidence_from_log, write_evidence
+
+    log = tmp_path / "last_run.log"
+    result = {"side": "trl", "objective": "rloo", "items": 16, "seconds": 2.0, "tokens_per_item": 90.0,
+              "peak_mb": 600.0, "extra": {"tokenization": {"mismatches": 0}}}
+    log.write_text(
+        "\n$ python -m bench.trl_side rloo --steps 8 --warmup 2 --num-iterations 4 --frozen 2\n"
+        "{'train_runtime': '5.8'}\n" + json.dumps(result) + "\n\n"
+        "\n$ python -m bench.harness_side dpo --steps 8 --warmup 2\n" + json.dumps(result | {"side": "harness"}) + "\n"
+        "\n$ python -m bench.trl_side rloo --steps 8 --warmup 2 --num-iterations 4 --frozen 2\n" + json.dumps(result))
+    found = evidence_from_log(log)
+    assert list(found) == ["trl:rloo --num-iterations 4 --frozen 2", "harness:dpo"]  # the labels of the table
+    assert len(found["trl:rloo --num-iterations 4 --frozen 2"]) == 2 and found["harness:dpo"][0]["side"] == "harness"
+    out = write_evidence(tmp_path / "reports" / "benchmarks.md", "frozen", "python -m bench --only frozen", found)
+    assert out == tmp_path / "reports" / "bench" / "frozen.json"
+    written = json.loads(out.read_text())
+    assert written["command"] == "python -m bench --only frozen" and written["results"] == found

@@ -276,3 +276,26 @@ def test_a_state_table_saved_and_loaded_is_the_same(tiny_dir, tmp_path) -> None:
     batch = pack(PROMPTS, RESPONSES, 0, share_prompts=True)
     assert again.k == 1 and len(again) == len(table)
     torch.testing.assert_close(again.attach(batch).states, table.attach(batch).states, atol=0, rtol=0)
+
+
+def test_the_top_view_follows_settings_made_after_it_was_built(tiny_dir) -> None:  # noqa: ANN001
+    """The views hold the model's own blocks: dropout turned off after the split is off in the top
+    pass too (a training forward is then a function of the weights), and the blocks' cache
+    indices are back to their own after each pass."""
+    from harness.models.forward import without_dropout
+
+    model, _ = load_causal_lm(tiny_dir)
+    for m in model.modules():
+        if hasattr(m, "attention_dropout"):
+            m.attention_dropout = 0.9
+    freeze_lower_layers(model, 2)
+    view = split(model, 2)
+    batch = pack(PROMPTS, RESPONSES, 0)
+    states = view.bottom(batch.input_ids, batch.attention_mask)
+    model.train()
+    without_dropout(model)
+    a = forward_response(model, batch.with_states(states, 2))[0]
+    b = forward_response(model, batch.with_states(states, 2))[0]
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    torch.testing.assert_close(a, forward_response(model, batch)[0], atol=1e-5, rtol=1e-4)
+    assert [layer.self_attn.layer_idx for layer in model.model.layers] == list(range(LAYERS))
