@@ -158,7 +158,7 @@ def _generate(
                     p = tuple(prompts[i])
                     row = captured[r, width : width + len(kept)]
                     row = torch.cat([row, row.new_zeros(len(kept) - row.shape[0], row.shape[1])])
-                    states.add(p, tuple(kept), captured[r, width - len(p) : width].clone(), row.clone())
+                    states.add(p, tuple(kept), captured[r, width - len(p) : width], row)
         if progress:
             progress.advance(task, len(idx))
     return out, (sums if logps is not None else None)

@@ -216,16 +216,15 @@ class StateTable:
             states = view.bottom(batch.input_ids.to(device), batch.attention_mask.to(device)).cpu()
             width = batch.input_ids.shape[1] - batch.response_len
             for row, (p, r) in enumerate(chunk):
-                if p not in table._prompts:
-                    table._prompts[p] = states[row, width - len(p) : width].clone()
-                table._responses[(p, r)] = states[row, width : width + len(r)].clone()
+                table.add(p, r, states[row, width - len(p) : width], states[row, width : width + len(r)])
         return table
 
     def add(self, prompt: tuple[int, ...], response: tuple[int, ...], prompt_states: torch.Tensor,
             response_states: torch.Tensor) -> None:
-        """One row's states: (len(prompt), H) and (len(response), H)."""
-        self._prompts.setdefault(prompt, prompt_states)
-        self._responses[(prompt, response)] = response_states
+        """One row's states: (len(prompt), H) and (len(response), H), copied (a prompt's once)."""
+        if prompt not in self._prompts:
+            self._prompts[prompt] = prompt_states.clone()
+        self._responses[(prompt, response)] = response_states.clone()
 
     def __len__(self) -> int:
         return len(self._responses)
