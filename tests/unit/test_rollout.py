@@ -131,3 +131,63 @@ def test_sampler_log_probs_are_a_forward_pass_ones(tiny, tau: float) -> None:  #
     with torch.no_grad():
         expected = batched_logps(model, flat_p, flat_r, tok.pad_token_id, batch_size=3, temperature=tau)
     assert [x for group in logps for x in group] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 1.0), (1.0, 0.8)])
+def test_inverse_cdf_draws_from_the_tempered_nucleus(temperature: float, top_p: float) -> None:
+    from harness.models.sampling import InverseCDF
+
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    # What generate's own sampling draws from: softmax(logits / τ), then the smallest set of
+    # tokens whose mass reaches top_p (here 0.8 keeps the first three at τ = 1), renormalised.
+    p = torch.softmax(logits / temperature, -1)
+    if top_p < 1.0:
+        keep = 3
+        assert p[: keep - 1].sum() < top_p <= p[:keep].sum()
+        p = torch.cat([p[:keep] / p[:keep].sum(), torch.zeros(len(p) - keep)])
+    n = 60_000
+    torch.manual_seed(0)
+    out = InverseCDF(temperature, top_p)(torch.zeros(n, 1, dtype=torch.long), logits.repeat(n, 1))
+    drawn = out.argmax(-1)
+    assert torch.isinf(out).sum(-1).eq(len(logits) - 1).all()  # one finite score per row: greedy picks it
+    freq = torch.bincount(drawn, minlength=len(logits)).float() / n
+    stderr = (p * (1 - p) / n).sqrt()
+    assert ((freq - p).abs() <= 5 * stderr + 1e-9).all(), (freq, p)
+    # seeded: the same draws again
+    torch.manual_seed(0)
+    assert torch.equal(InverseCDF(temperature, top_p)(torch.zeros(n, 1, dtype=torch.long), logits.repeat(n, 1)).argmax(-1), drawn)
+
+
+def test_k_responses_share_their_prompts_pass(tiny) -> None:  # noqa: ANN001
+    """`sample` runs each prompt once for its k responses (KV cache repeated): greedy, it gives
+    the tokens and, to float rounding, the logits of `generate` on the prompts repeated k times;
+    a hook sees the shared pass with one row per prompt."""
+    from harness.models.sampling import sample
+
+    model, tok = tiny
+    model.eval()
+    prompts = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12]]
+    batch = pack(prompts, [[] for _ in prompts], tok.pad_token_id)
+    width = batch.input_ids.shape[1] - batch.response_len
+    ids, mask = batch.input_ids[:, :width], batch.attention_mask[:, :width]
+    k, common = 3, dict(max_new_tokens=5, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                        return_dict_in_generate=True, output_logits=True)
+    seen: list[int] = []
+    handle = model.model.layers[0].register_forward_hook(lambda m, a, o: seen.append(a[0].shape[0]))
+    with torch.inference_mode():
+        got = sample(model, ids, mask, k=k, temperature=0.0, top_p=1.0, max_new_tokens=5, pad=tok.pad_token_id,
+                     eos=tok.eos_token_id, return_dict_in_generate=True, output_logits=True)
+        handle.remove()
+        want = model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
+                              do_sample=False, **common)
+    assert seen[0] == len(prompts) and set(seen[1:]) == {len(prompts) * k}
+    assert torch.equal(got.sequences, want.sequences)
+    for a, b in zip(got.logits, want.logits, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    # sampled, the k responses of a prompt are drawn independently
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        drawn = sample(model, ids, mask, k=k, temperature=1.0, top_p=1.0, max_new_tokens=5, pad=tok.pad_token_id,
+                       eos=tok.eos_token_id)
+    rows = drawn[:, width:].tolist()
+    assert any(len({tuple(r) for r in rows[j * k : (j + 1) * k]}) > 1 for j in range(len(prompts)))
