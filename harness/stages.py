@@ -37,7 +37,7 @@ from harness.experiment import EvalSettings, Experiment, Labelled, Prepared, Rew
 from harness.models.forward import batched_logps
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import RewardModel
-from harness.models.sampling import Stop, generate_responses, generate_with_logps, stop_rule
+from harness.models.sampling import Samples, Stop, generate_responses, generate_with_logps, stop_rule
 from harness.models.trunk import StateTable, frozen_blocks
 from harness.modules.reward_model import RewardModelModule
 from harness.progress import ProgressBar
@@ -167,16 +167,12 @@ def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache,
     train = exp.task.examples("train")
     context = context_length(prep.policy.config)
     found: list[list[dict[str, Any]]] = []
-    k = frozen_blocks(prep.policy) if exp.method.reads_states() else 0
-    if k:
+    table = None
+    if exp.method.reads_states():
         n = min(len(train), -(-exp.labels.n // exp.sampling.chunk) * exp.sampling.chunk)
-        tokens = sum(len(p) + k_samples * exp.task.max_new_tokens
-                     for p in encode_prompts(prep.tokenizer, train[:n], exp.task.max_new_tokens, context))
-        if 4 * tokens * prep.policy.config.hidden_size > STATES_BUDGET:
-            log.info("boundary states of %d prompts would exceed %.1f GB: training runs the frozen blocks",
-                     n, STATES_BUDGET / 1e9)
-            k = 0
-    table = StateTable(k) if k else None
+        table = recording_table(prep.policy, encode_prompts(prep.tokenizer, train[:n], exp.task.max_new_tokens, context),
+                                k_samples, exp.task.max_new_tokens)
+    k = table.k if table is not None else 0
     for start, stop in chunks(exp, exp.labels.n):
         examples = train[start:stop]
         recorded: list[StateTable] = []
@@ -306,16 +302,19 @@ def eval_samples(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]],
 
 
 def eval_samples_with_logps(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequence[int]], exp: Experiment,
-                            progress: ProgressBar, desc: str) -> tuple[list[list[int]], list[float]]:
-    """`eval_samples` (k = 1, the same responses), and the policy's Σ log π of each at the eval
-    temperature from its own sampling: the policy's side of the eval KL without a second pass."""
+                            progress: ProgressBar | None, desc: str) -> Samples:
+    """`eval_samples` (k = 1, the same responses) with what the sampler computed on the way: the
+    policy's Σ log π of each at the eval temperature (the policy's side of the eval KL without a
+    second pass) and, when its bottom blocks are frozen, the states entering the first trainable
+    one (a reference with the same bottom runs only the blocks above: `reference_logps`)."""
+    states = recording_table(policy, eval_ids, 1, exp.task.max_new_tokens)
     responses, logps = generate_with_logps(
         policy, tokenizer, eval_ids, max_new_tokens=exp.task.max_new_tokens,
         temperature=exp.eval.temperature, k=1, batch_size=exp.eval.batch_size,
         seed=stage_seed(exp.seed, "eval"), progress=progress, desc=desc, stop=task_stop(tokenizer, exp),
-        logps_temperature=exp.eval.temperature,
+        logps_temperature=exp.eval.temperature, states=states,
     )
-    return [r[0] for r in responses], [lp[0] for lp in logps]
+    return Samples([r[0] for r in responses], [lp[0] for lp in logps], states)
 
 
 def eval_initial_spec(exp: Experiment) -> dict[str, Any]:
@@ -406,6 +405,22 @@ def top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[
 # The most a stage holds of boundary states (fp32) to skip the frozen blocks' repeated passes;
 # above it (long prompts × many labels) every pass runs the whole model, as before.
 STATES_BUDGET = 2 << 30
+
+
+def recording_table(model: torch.nn.Module, prompts: Sequence[Sequence[int]], per_prompt: int,
+                    max_new_tokens: int) -> StateTable | None:
+    """An empty table at `model`'s first trainable block for its sampler to fill
+    (`generate_with_logps(states=…)`), or None when nothing is frozen or the states of these
+    prompts and `per_prompt` responses to each (≤ max_new_tokens) would exceed STATES_BUDGET."""
+    k = frozen_blocks(model)
+    if k == 0:
+        return None
+    size = 4 * model.config.get_text_config().hidden_size * sum(len(p) + per_prompt * max_new_tokens for p in prompts)
+    if size > STATES_BUDGET:
+        log.info("boundary states of %d prompts would take %.1f GB (> %.1f): every pass runs the frozen blocks",
+                 len(prompts), size / 1e9, STATES_BUDGET / 1e9)
+        return None
+    return StateTable(k)
 
 
 def boundary_states(model: torch.nn.Module, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],

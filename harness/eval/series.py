@@ -37,7 +37,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from harness.eval.metrics import distinct_n, win_rate
-from harness.models.forward import batched_logps
+from harness.models.sampling import Samples, reference_logps
 from harness.tasks.base import Example
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("series/gold_peak", "series/gold_peak_step", "series/overoptimization_step")
 OVEROPTIMIZATION_TAG = "overoptimization"
 
-Sampler = Callable[[Any, Sequence[Sequence[int]]], list[list[int]]]  # (policy, prompts) -> one response each
+Sampler = Callable[[Any, Sequence[Sequence[int]]], Samples]  # (policy, prompts) -> one response each, with Σ log π
 ProxyFn = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], np.ndarray]  # (prompts, responses) -> scores
 
 
@@ -131,14 +131,16 @@ class Probe:
 
     def measure(self, policy: Any) -> dict[str, float]:
         """`policy` sampled on the subset and scored."""
-        responses = self.sample(policy, self.prompt_ids)
+        sampled = self.sample(policy, self.prompt_ids)
+        responses = sampled.responses
         texts = self.decode(responses)
         metrics = self._scores(responses, texts)
         if self._reference is None:
             device = next(policy.parameters()).device
             self._reference = self.reference().to(device)
-        args = (self.prompt_ids, responses, self.tokenizer.pad_token_id, self.batch_size, self.temperature)
-        kl = np.asarray(batched_logps(policy, *args)) - np.asarray(batched_logps(self._reference, *args))
+        reference = reference_logps(self._reference, policy, self.prompt_ids, sampled, self.tokenizer.pad_token_id,
+                                    self.batch_size, self.temperature)
+        kl = np.asarray(sampled.logps) - np.asarray(reference)
         metrics["series/kl"] = float(kl.mean())
         outcomes = self.judge.compare(self.examples, texts, self.decode(self.initial_ids))
         metrics["series/winrate_vs_init"] = win_rate(outcomes).mean

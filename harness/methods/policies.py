@@ -18,8 +18,9 @@ from harness.experiment import EvalPolicy, TrainContext
 from harness.models.forward import batched_logps
 from harness.models.loading import load_causal_lm
 from harness.models.reward import RewardModel
+from harness.models.sampling import Samples, reference_logps
 from harness.progress import ProgressBar
-from harness.stages import eval_samples, eval_samples_with_logps
+from harness.stages import eval_samples_with_logps
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def eval_series(ctx: TrainContext, policy: Any, *, reference: Any = None,
                 reward_model: RewardModel | None = None) -> list[EvalSeries]:
     """The over-optimisation series (eval/series.py) as a callback for `training.fit`, or none
     with eval.every=0: `policy` sampled on the first eval.series_prompts eval prompts as the
-    evaluate stage samples (eval_samples), KL against `reference` (the initial policy, loaded
+    evaluate stage samples (eval_samples_with_logps), KL against `reference` (the initial policy, loaded
     on first use when not given), the proxy reward where there is a reward model (PPO).
     An eval set smaller than eval.series_prompts (a test-sized task) is used whole."""
     exp, prep = ctx.exp, ctx.prep
@@ -51,7 +52,7 @@ def eval_series(ctx: TrainContext, policy: Any, *, reference: Any = None,
     pad = tokenizer.pad_token_id
     probe = Probe(
         tokenizer, exp.evaluator, prep.eval_examples[:n], prep.eval_ids[:n], ctx.initial_ids[:n],
-        sample=lambda model, prompts: eval_samples(model, tokenizer, prompts, exp, None, "series samples"),
+        sample=lambda model, prompts: eval_samples_with_logps(model, tokenizer, prompts, exp, None, "series samples"),
         reference=(lambda: reference) if reference is not None else (lambda: load_causal_lm(prep.policy_dir)[0]),
         temperature=exp.eval.temperature, batch_size=exp.eval.batch_size,
         proxy=None if reward_model is None else (lambda prompts, responses: reward_scores(reward_model, prompts,
@@ -68,8 +69,8 @@ class SampledPolicy(EvalPolicy):
     model: Any
     ctx: TrainContext
     reward_model: RewardModel | None = None
-    # The responses `responses` last returned, with the policy's log-probs from sampling them.
-    _sampled: tuple[list[list[int]], list[float]] | None = field(default=None, repr=False)
+    # The responses `responses` last returned, with what sampling them computed (log-probs, states).
+    _sampled: Samples | None = field(default=None, repr=False)
 
     def trained_modules(self) -> dict[str, Any]:
         return {"policy": self.model} | ({"reward_model": self.reward_model} if self.reward_model is not None else {})
@@ -80,22 +81,23 @@ class SampledPolicy(EvalPolicy):
         return reward_scores(self.reward_model, eval_ids, responses, self.ctx.prep.tokenizer.pad_token_id)
 
     def responses(self, eval_ids: Sequence[Sequence[int]], progress: ProgressBar) -> list[list[int]]:
-        responses, logps = eval_samples_with_logps(self.model, self.ctx.prep.tokenizer, eval_ids, self.ctx.exp,
-                                                   progress, "eval samples: trained policy")
-        self._sampled = (responses, logps)
-        return responses
+        self._sampled = eval_samples_with_logps(self.model, self.ctx.prep.tokenizer, eval_ids, self.ctx.exp,
+                                                progress, "eval samples: trained policy")
+        return self._sampled.responses
 
     def kl(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], progress: ProgressBar) -> np.ndarray:
         """log π(y) − log π_ref(y) per eval sample, both at the eval temperature; log π of the
-        policy's own samples as its sampler computed them."""
+        policy's own samples as its sampler computed them, log π_ref from the states it recorded
+        below the frozen boundary (`reference_logps`)."""
         exp, pad = self.ctx.exp, self.ctx.prep.tokenizer.pad_token_id
         reference, _ = load_causal_lm(self.ctx.prep.policy_dir)
-        args = (eval_ids, responses, pad, exp.eval.batch_size, exp.eval.temperature, progress)
-        if self._sampled is not None and self._sampled[0] == list(responses):
-            policy = self._sampled[1]
-        else:
-            policy = batched_logps(self.model, *args, "eval KL: policy")
-        return np.asarray(policy) - np.asarray(batched_logps(reference, *args, "eval KL: reference"))
+        args = (pad, exp.eval.batch_size, exp.eval.temperature, progress)
+        sampled = self._sampled
+        if sampled is None or sampled.responses != list(responses):
+            sampled = Samples([list(r) for r in responses],
+                              batched_logps(self.model, eval_ids, responses, *args, "eval KL: policy"))
+        return np.asarray(sampled.logps) - np.asarray(reference_logps(reference, self.model, eval_ids, sampled, *args,
+                                                                      "eval KL: reference"))
 
 
 def initial_policy_trained(ctx: TrainContext) -> dict[str, Any]:

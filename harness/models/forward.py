@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedModel
 
 from harness.data.collate import TokenBatch, pack
-from harness.models.trunk import split
+from harness.models.trunk import StateTable, split
 from harness.progress import ProgressBar
 
 
@@ -227,9 +227,11 @@ def batched_logps(
     progress: ProgressBar | None = None,
     desc: str = "log-probs",
     share_prompts: bool = False,
+    states: StateTable | None = None,
 ) -> list[float]:
     """Σ log π(response | prompt) of each pair, batched by length. With `share_prompts`, the
-    responses to one prompt are batched together and the prompt runs once for them."""
+    responses to one prompt are batched together and the prompt runs once for them. With
+    `states` (covering every pair), only the blocks above the table's boundary run."""
     model.eval()
     device = next(model.parameters()).device
     if share_prompts:  # one prompt's responses side by side
@@ -241,6 +243,8 @@ def batched_logps(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id, share_prompts).to(device)
+        if states is not None:
+            batch = states.attach(batch)
         for i, v in zip(idx, sequence_logps(model, batch, temperature).tolist()):
             out[i] = v
         if progress:

@@ -13,8 +13,8 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase, TopPLogitsWarper
 
 from harness.data.collate import TokenBatch, pack
-from harness.models.forward import length_order
-from harness.models.trunk import StateTable, capture_boundary
+from harness.models.forward import batched_logps, length_order
+from harness.models.trunk import StateTable, capture_boundary, same_bottom
 from harness.progress import ProgressBar
 
 
@@ -207,6 +207,29 @@ def _generate(
         if progress:
             progress.advance(task, len(idx))
     return out, (sums if logps is not None else None)
+
+
+@dataclass
+class Samples:
+    """One sampled response per prompt with what the sampler computed on the way: each
+    response's Σ log π (`generate_with_logps`) and, when recorded, every row's boundary states."""
+
+    responses: list[list[int]]
+    logps: list[float]
+    states: StateTable | None = None
+
+
+def reference_logps(reference: PreTrainedModel, policy: PreTrainedModel, prompts: Sequence[Sequence[int]],
+                    samples: Samples, pad_id: int, batch_size: int, temperature: float,
+                    progress: ProgressBar | None = None, desc: str = "log-probs") -> list[float]:
+    """Σ log π_ref of the policy's samples at `temperature`: from the states the policy's sampler
+    recorded when the reference has the same (frozen) bottom blocks, so only the blocks above
+    run; otherwise a full forward."""
+    states = samples.states
+    if states is not None and not (len(states) and same_bottom(policy, reference, states.k)):
+        states = None
+    return batched_logps(reference, prompts, samples.responses, pad_id, batch_size, temperature, progress, desc,
+                         states=states)
 
 
 @dataclass

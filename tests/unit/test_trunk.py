@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.data.collate import pack
-from harness.models.forward import forward_response
+from harness.models.forward import batched_logps, forward_response
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.sources import TinyRandom
 from harness.models.trunk import capture_boundary, frozen_blocks, same_bottom, split
@@ -299,3 +299,39 @@ def test_the_top_view_follows_settings_made_after_it_was_built(tiny_dir) -> None
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     torch.testing.assert_close(a, forward_response(model, batch)[0], atol=1e-5, rtol=1e-4)
     assert [layer.self_attn.layer_idx for layer in model.model.layers] == list(range(LAYERS))
+
+
+def test_the_eval_kl_reference_runs_from_the_samplers_states(tiny_dir) -> None:  # noqa: ANN001
+    """`reference_logps`: the reference's Σ log π of a policy's samples from the states the
+    policy's sampler recorded equals its full forward, and its bottom blocks do not run; a
+    reference whose bottom differs gets the full forward."""
+    from harness.models.sampling import Samples, generate_with_logps, reference_logps
+    from harness.models.trunk import StateTable
+
+    policy, tok = load_causal_lm(tiny_dir)
+    freeze_lower_layers(policy, 2)
+    with torch.no_grad():  # trained above the boundary: the policy is no longer the reference
+        for p in policy.model.layers[3].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    prompts = [[3, 4, 5, 6, 7], [8, 9], [10, 11, 12], [8, 9]]
+    table = StateTable(frozen_blocks(policy))
+    responses, logps = generate_with_logps(policy, tok, prompts, max_new_tokens=6, temperature=0.7, k=1, seed=2,
+                                           logps_temperature=0.7, states=table)
+    samples = Samples([r[0] for r in responses], [lp[0] for lp in logps], table)
+    reference, _ = load_causal_lm(tiny_dir)
+    full = batched_logps(reference, prompts, samples.responses, 0, 2, 0.7)
+    bottom_runs: list[int] = []
+    handle = reference.model.layers[0].register_forward_hook(lambda m, a, o: bottom_runs.append(1))
+    got = reference_logps(reference, policy, prompts, samples, 0, 2, 0.7)
+    handle.remove()
+    assert got == pytest.approx(full, abs=1e-4) and not bottom_runs
+    # the policy's own log-probs from its sampler are its forward's
+    assert samples.logps == pytest.approx(batched_logps(policy, prompts, samples.responses, 0, 2, 0.7), abs=1e-4)
+    other, _ = load_causal_lm(tiny_dir)
+    with torch.no_grad():
+        other.model.layers[0].mlp.down_proj.weight.mul_(1.5)
+    handle = other.model.layers[0].register_forward_hook(lambda m, a, o: bottom_runs.append(1))
+    assert reference_logps(other, policy, prompts, samples, 0, 2, 0.7) == pytest.approx(
+        batched_logps(other, prompts, samples.responses, 0, 2, 0.7), abs=1e-5)
+    handle.remove()
+    assert bottom_runs
