@@ -37,7 +37,7 @@ from harness.experiment import EvalSettings, Experiment, Labelled, Prepared, Rew
 from harness.models.forward import batched_logps
 from harness.models.loading import freeze_lower_layers, load_causal_lm
 from harness.models.reward import RewardModel
-from harness.models.sampling import Samples, Stop, generate_responses, generate_with_logps, stop_rule
+from harness.models.sampling import SAMPLER, Samples, Stop, generate_responses, generate_with_logps, stop_rule
 from harness.models.trunk import StateTable, frozen_blocks
 from harness.modules.reward_model import RewardModelModule
 from harness.progress import ProgressBar
@@ -144,7 +144,7 @@ def samples_chunk_spec(exp: Experiment, start: int) -> dict[str, Any]:
     budget reads a prefix of what a larger one built (and a label-budget sweep samples its
     largest budget once)."""
     return model_keys(exp) | {"k": exp.labels.k, "sampling": asdict(exp.sampling), "seed": exp.seed,
-                              "chunk_start": start}
+                              "chunk_start": start, "sampler": SAMPLER}
 
 
 def boundary_spec(exp: Experiment, start: int, k: int) -> dict[str, Any]:
@@ -320,7 +320,7 @@ def eval_samples_with_logps(policy: Any, tokenizer: Any, eval_ids: Sequence[Sequ
 def eval_initial_spec(exp: Experiment) -> dict[str, Any]:
     # The series' settings (eval.every, …) do not change these samples: keys stay as they were.
     settings = {k: v for k, v in asdict(exp.eval).items() if k not in EvalSettings.SERIES}
-    return model_keys(exp) | {"eval": settings, "seed": exp.seed}
+    return model_keys(exp) | {"eval": settings, "seed": exp.seed, "sampler": SAMPLER}
 
 
 def eval_initial(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> list[list[int]]:
@@ -436,6 +436,19 @@ def boundary_states(model: torch.nn.Module, prompts: Sequence[Sequence[int]], re
                  len(responses), size / 1e9, STATES_BUDGET / 1e9)
         return None
     return StateTable.build(model, k, prompts, responses, pad_id, batch_size)
+
+
+def with_rows(table: StateTable, model: torch.nn.Module, prompts: Sequence[Sequence[int]],
+              responses: Sequence[Sequence[int]], pad_id: int, batch_size: int) -> StateTable | None:
+    """`table` completed with the states of these rows (a bottom pass over the ones it lacks;
+    their prompts' states are reused), or None when they would take it past STATES_BUDGET."""
+    missing = [(p, r) for p, r in zip(prompts, responses) if (p, r) not in table]
+    size = table.held_bytes() + 4 * model.config.get_text_config().hidden_size * sum(len(r) for _, r in missing)
+    if size > STATES_BUDGET:
+        log.info("boundary states of %d more rows would take %.1f GB (> %.1f): every pass runs the frozen blocks",
+                 len(missing), size / 1e9, STATES_BUDGET / 1e9)
+        return None
+    return table.complete(model, [p for p, _ in missing], [r for _, r in missing], pad_id, batch_size)
 
 
 def reward_model(ctx: TrainContext, settings: RewardModelSettings) -> RewardModel:

@@ -17,7 +17,7 @@ from harness.methods.policies import SampledPolicy, eval_series
 from harness.models.loading import load_causal_lm
 from harness.models.trunk import frozen_blocks, same_bottom
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss, UnpairedLoss
-from harness.stages import ref_kl_logps, ref_logps
+from harness.stages import ref_kl_logps, ref_logps, with_rows
 from harness.tasks.base import Example
 from harness.training import fit
 
@@ -76,9 +76,7 @@ class OfflinePreference(Method):
         return desirable_prompts(n, exp.labels.desirable_fraction, stage_seed(exp.seed, "desirable"))
 
     def reads_states(self) -> bool:
-        # Pairs run through forward_response; KTO's example and its mismatched pair share one
-        # prompt pass (forward_with_detached_twin), which has no states path yet.
-        return not self.unpaired
+        return True
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         exp, prep, labelled = ctx.exp, ctx.prep, ctx.labelled
@@ -117,6 +115,12 @@ class OfflinePreference(Method):
         if states is not None and (states.k != frozen_blocks(prep.policy) or (
                 reference is not None and not same_bottom(prep.policy, reference, states.k))):
             states = None
+        if states is not None and self.unpaired:
+            # KTO's mismatched pairs were never sampled as such: their states computed here once
+            # (a bottom pass, as one epoch's would cost), to train every epoch from.
+            rows = train_rows + val_rows
+            states = with_rows(states, prep.policy, [e.prompt_ids for e in rows], [e.kl_ids for e in rows],
+                               tokenizer.pad_token_id, exp.sampling.batch_size)
         module = OfflinePreferenceModule(prep.policy, loss_fn, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
                                          warmup_steps=exp.train.warmup_steps, length_normalized=self.length_normalized,
                                          reference=reference, states=states)

@@ -99,15 +99,20 @@ def forward_with_detached_twin(
     """Per-token log-probs of `batch` (with gradient) and of `twin` (without), where `twin`
     answers the same prompts row by row (KTO's mismatched pairs: prompt i with another
     prompt's response). Each prompt runs once; its keys and values feed both continuations,
-    the twin's detached. Falls back to two forwards when the prompts are not laid out alike."""
+    the twin's detached. When both carry boundary states at the same block (`batch.states`),
+    only the blocks above run, the same way. Falls back to two forwards when the prompts are not
+    laid out alike."""
     width = batch.input_ids.shape[1] - batch.response_len
     same = (width > 0 and twin.input_ids.shape[1] - twin.response_len == width and batch.shared is None
             and twin.shared is None and torch.equal(batch.input_ids[:, :width], twin.input_ids[:, :width])
-            and torch.equal(batch.attention_mask[:, :width], twin.attention_mask[:, :width]))
+            and torch.equal(batch.attention_mask[:, :width], twin.attention_mask[:, :width])
+            and (batch.states is None) == (twin.states is None) and batch.states_at == twin.states_at)
     if not same:
         with torch.no_grad():
             twin_logps = forward_response(model, twin)[0]
         return forward_response(model, batch)[0], twin_logps
+    if batch.states is not None:
+        return _top_with_detached_twin(model, batch, twin, width)
     first, cache, name = _prompt_pass(model, batch, logits_to_keep=1)
     twin_cache = _detached_copy(cache)
     with torch.no_grad():
@@ -118,6 +123,33 @@ def forward_with_detached_twin(
             twin_logps = _token_logps(torch.cat([first.logits.detach(), second.logits[:, :-1]], dim=1), twin)
     second = _response_pass(model, batch, cache, name, logits_to_keep=batch.response_len)
     return _token_logps(torch.cat([first.logits, second.logits[:, :-1]], dim=1), batch), twin_logps
+
+
+def _top_with_detached_twin(model: PreTrainedModel, batch: TokenBatch, twin: TokenBatch,
+                            width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`forward_with_detached_twin` from boundary states: the prompts' states through the top
+    blocks once, their cache copied (detached) for the twin's responses (without gradient) and
+    used as is for the batch's (with)."""
+    view = split(model, batch.states_at)
+    mask = batch.attention_mask
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    first = view.top(batch.states[:, :width], mask[:, :width], position_ids[:, :width], use_cache=True)
+    cache = getattr(first, view.cache_name)
+    twin_cache = _detached_copy(cache)
+    last = first.last_hidden_state[:, -1:]  # predicts each response's first token
+    with torch.no_grad():
+        if twin_cache is None:  # a cache this cannot copy: the twin's rows in full, from their states
+            twin_logps = forward_response(model, twin)[0]
+        else:
+            twin_mask = twin.attention_mask
+            second = view.top(twin.states[:, width:], twin_mask, (twin_mask.cumsum(-1) - 1).clamp(min=0)[:, width:],
+                              use_cache=True, **{view.cache_name: twin_cache})
+            hidden = torch.cat([last.detach(), second.last_hidden_state[:, :-1]], dim=1)
+            twin_logps = _token_logps(output_logits(model, hidden), twin)
+    second = view.top(batch.states[:, width:], mask, position_ids[:, width:], use_cache=True,
+                      **{view.cache_name: cache})
+    hidden = torch.cat([last, second.last_hidden_state[:, :-1]], dim=1)
+    return _token_logps(output_logits(model, hidden), batch), twin_logps
 
 
 def _token_logps(logits: torch.Tensor, batch: TokenBatch) -> torch.Tensor:

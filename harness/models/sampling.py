@@ -52,6 +52,10 @@ class Stop:
         return bool(response) and self.stops(len(response) - 1, response[-1])
 
 
+# How `sample` draws, part of the key of every cached artifact of samples (stages.py): the same
+# seed draws other tokens under another rule, so samples drawn before it changed are not reused.
+SAMPLER = {"draw": "inverse_cdf", "prompt_pass": "once_per_prompt"}
+
 class InverseCDF(LogitsProcessor):
     """Draws each row's next token from softmax(scores / τ), restricted to the top-p nucleus
     when `top_p` < 1, by inverse transform sampling: one uniform u per row (torch's seeded
@@ -89,7 +93,7 @@ def sample(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *, k: 
     cache = None
     if k > 1 and ids.shape[1] > 1:
         cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=position[:, :-1],
-                      use_cache=True).past_key_values
+                      use_cache=True).cache
         cache.batch_repeat_interleave(k)
     processors = LogitsProcessorList([InverseCDF(temperature, top_p)] if temperature > 0 else [])
     return model.generate(

@@ -219,6 +219,21 @@ class StateTable:
                 table.add(p, r, states[row, width - len(p) : width], states[row, width : width + len(r)])
         return table
 
+    def complete(self, model: nn.Module, prompts: Any, responses: Any, pad_id: int, batch_size: int = 32) -> StateTable:
+        """This table with the rows it lacks among these added (a bottom pass of `model` over
+        them, `build`'s); returns it."""
+        missing = [(p, r) for p, r in zip(prompts, responses) if (tuple(p), tuple(r)) not in self._responses]
+        if missing:
+            self.update(StateTable.build(model, self.k, [p for p, _ in missing], [r for _, r in missing], pad_id,
+                                         batch_size))
+        return self
+
+    def held_bytes(self) -> int:
+        return sum(t.nbytes for t in self._prompts.values()) + sum(t.nbytes for t in self._responses.values())
+
+    def __contains__(self, row: tuple[Any, Any]) -> bool:
+        return (tuple(row[0]), tuple(row[1])) in self._responses
+
     def add(self, prompt: tuple[int, ...], response: tuple[int, ...], prompt_states: torch.Tensor,
             response_states: torch.Tensor) -> None:
         """One row's states: (len(prompt), H) and (len(response), H), copied (a prompt's once)."""

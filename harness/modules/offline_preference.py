@@ -45,9 +45,10 @@ class OfflinePreferenceModule(L.LightningModule):
         reference: PreTrainedModel | None = None,
         states: StateTable | None = None,
     ) -> None:
-        """`states`: the boundary states of every pair's rows below the policy's frozen blocks, as
-        the sampler recorded them (trunk.StateTable): the policy's (and an online reference's)
-        forwards of pairs then run the trainable blocks only."""
+        """`states`: the boundary states of every row below the policy's frozen blocks
+        (trunk.StateTable: the sampler's for sampled rows, computed once for KTO's mismatched
+        pairs): the policy's (and an online reference's) forwards then run the trainable blocks
+        only."""
         super().__init__()
         self.states = states
         self.policy = policy
@@ -84,7 +85,10 @@ class OfflinePreferenceModule(L.LightningModule):
         if isinstance(batch, UnpairedBatch):
             # The reference point z0 is detached (no backward through it); each prompt runs once
             # for its example and its mismatched pair.
-            token_logps, kl_token_logps = forward_with_detached_twin(self.policy, batch.tokens, batch.kl_tokens)
+            tokens, kl_tokens = batch.tokens, batch.kl_tokens
+            if self.states is not None:
+                tokens, kl_tokens = self.states.attach(tokens), self.states.attach(kl_tokens)
+            token_logps, kl_token_logps = forward_with_detached_twin(self.policy, tokens, kl_tokens)
             policy = self._total(token_logps, batch.tokens)
             policy_kl = self._total(kl_token_logps, batch.kl_tokens)
             ref = self._reference_logps(batch.tokens, batch.ref_logps)

@@ -32,6 +32,7 @@ from harness.models.forward import forward_response, without_dropout
 from harness.models.reward import RewardModel
 from harness.models.sampling import Stop, generate_responses, rollout_logits_bytes, sample_rollout
 from harness.models.trunk import frozen_blocks, same_bottom, split
+from harness.modules.optim import adamw
 from harness.rl.advantages import gae, kl_penalized_rewards, whiten
 from harness.rl.kl_control import AdaptiveKL, FixedKL
 
@@ -207,4 +208,4 @@ class PPOModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
-        return torch.optim.AdamW(params, lr=self.s.lr, eps=self.s.adam_eps, weight_decay=self.s.weight_decay)
+        return adamw(params, lr=self.s.lr, eps=self.s.adam_eps, weight_decay=self.s.weight_decay)

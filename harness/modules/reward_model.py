@@ -9,6 +9,7 @@ from harness.data.preference import GroupBatch
 from harness.losses.bradley_terry import GroupLoss
 from harness.models.reward import RewardModel
 from harness.models.trunk import StateTable
+from harness.modules.optim import adamw
 
 
 class RewardModelModule(L.LightningModule):
@@ -53,4 +54,4 @@ class RewardModelModule(L.LightningModule):
         groups = [{"params": list(self.reward_model.head.parameters()), "lr": self.head_lr}]
         if trunk:
             groups.append({"params": trunk, "lr": self.lr})
-        return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        return adamw(groups, lr=self.lr, weight_decay=self.weight_decay)

@@ -335,3 +335,41 @@ def test_the_eval_kl_reference_runs_from_the_samplers_states(tiny_dir) -> None: 
         batched_logps(other, prompts, samples.responses, 0, 2, 0.7), abs=1e-5)
     handle.remove()
     assert bottom_runs
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_kto_example_and_detached_twin_from_states_are_the_full_forward(tiny_dir, k: int) -> None:  # noqa: ANN001
+    """KTO's forward (`forward_with_detached_twin`: each prompt once, its mismatched pair
+    without gradient) from boundary states gives the full forward's log-probs of both and the
+    same gradients; the bottom blocks do not run."""
+    from harness.data.preference import UnpairedCollator, UnpairedExample
+    from harness.models.forward import forward_with_detached_twin
+    from harness.models.trunk import StateTable
+
+    model, _ = load_causal_lm(tiny_dir)
+    freeze_lower_layers(model, LAYERS - k)
+    model.train()
+    prompts, responses = PROMPTS[:3], RESPONSES[:3]
+    twins = responses[1:] + responses[:1]  # each prompt with the next prompt's response
+    examples = [UnpairedExample(tuple(p), tuple(r), tuple(t), i % 2 == 0, 0.0, 0.0)
+                for i, (p, r, t) in enumerate(zip(prompts, responses, twins))]
+    batch = UnpairedCollator(0)(examples)
+    table = StateTable.build(model, k, prompts, responses, 0).complete(model, prompts, twins, 0)
+    assert len(table) == 6
+    results = []
+    for tokens, twin in ((batch.tokens, batch.kl_tokens), (table.attach(batch.tokens), table.attach(batch.kl_tokens))):
+        model.zero_grad()
+        runs: list[int] = []
+        handle = model.model.layers[0].register_forward_hook(lambda m, a, o: runs.append(1))
+        logps, twin_logps = forward_with_detached_twin(model, tokens, twin)
+        handle.remove()
+        assert not twin_logps.requires_grad
+        (logps.sum(-1) * torch.tensor([1.0, -2.0, 0.5])).sum().backward()
+        results.append((logps.detach(), twin_logps, _grads(model), bool(runs)))
+    (lp0, t0, g0, ran0), (lp1, t1, g1, ran1) = results
+    assert ran0 and (ran1 == (k == 0))
+    torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(t1, t0, atol=1e-5, rtol=1e-4)
+    assert g0 and g1.keys() == g0.keys()
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], atol=1e-5, rtol=1e-4, msg=name)
