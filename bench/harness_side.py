@@ -105,12 +105,15 @@ def _offline(recs: list[Record], objective: str, steps: int, clock: StepClock, b
         collate, loss = UnpairedCollator(tok.pad_token_id), functools.partial(kto_loss, beta=BETA)
     data = ListDataModule(rows, [], collate, BATCH, seed=0, bucket=bucket)
     states = None
-    if FROZEN and objective == "dpo":
+    if FROZEN:
         # A run's pairs come with the boundary states its sampler recorded (stages.samples), as
-        # their reference log-probs come from it: both are ready before training.
+        # their reference log-probs come from it: both are ready before training. KTO's
+        # mismatched pairs' states are computed once before training (stages.with_rows), as
+        # their reference log-probs are.
         from harness.models.trunk import StateTable
 
-        states = StateTable.build(policy, FROZEN, prompts * 2, chosen + rejected, tok.pad_token_id)
+        others = rejected if objective == "dpo" else partner
+        states = StateTable.build(policy, FROZEN, prompts * 2, chosen + others, tok.pad_token_id)
     module = OfflinePreferenceModule(policy, loss, lr=LR, states=states)
     _trainer(steps, clock).fit(module, datamodule=data)
     return base, mean_tokens(recs, "pair_shared_prompt" if objective == "dpo" else "example")

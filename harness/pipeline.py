@@ -19,7 +19,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from harness import stages
+from harness import precision, stages
 from harness.cache import ArtifactCache
 from harness.errors import InputError, Stopped
 from harness.eval.evaluate import evaluate_policy
@@ -147,7 +147,8 @@ def _tracked(exp: Experiment, prepared: Prepared, key: str | None) -> dict[str, 
     monitor = exp.tracker.system_metrics(exp.system_metrics_interval) if exp.system_metrics_interval else None
     try:
         exp.tracker.log_text(exp.config_yaml, "config.yaml")
-        metrics = _run_stages(exp, prepared)
+        with precision.autocast(exp.trainer_kwargs.get("precision")):  # fp32: no autocast
+            metrics = _run_stages(exp, prepared)
     except BaseException as err:
         # Stopped by a signal or Ctrl-C: KILLED (the same command resumes it); anything else FAILED.
         exp.tracker.end("KILLED" if isinstance(err, (KeyboardInterrupt, Stopped)) else "FAILED")

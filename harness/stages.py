@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import precision
 from harness.cache import ArtifactCache, config_hash, is_complete, stage_seed
 from harness.data.collate import pack
 from harness.data.pairs import partner_group
@@ -76,15 +77,21 @@ def context_length(config: Any) -> int:
 
 
 def model_keys(exp: Experiment) -> dict[str, Any]:
-    """What every stage built on the initial policy and the task's prompts depends on."""
-    return {"model": exp.keys.get("model"), "task": exp.keys.get("task")}
+    """What every stage built on the initial policy and the task's prompts depends on (and the
+    arithmetic precision when it is not fp32: harness/precision.py)."""
+    return {"model": exp.keys.get("model"), "task": exp.keys.get("task")} | precision_key(exp)
+
+
+def precision_key(exp: Experiment) -> dict[str, Any]:
+    value = exp.trainer_kwargs.get("precision", precision.FP32)
+    return {} if str(value) in (precision.FP32, "32") else {"precision": value}
 
 
 # --- sft_policy ----------------------------------------------------------------------------
 
 def sft_policy_spec(exp: Experiment) -> dict[str, Any]:
     return {"model": exp.keys.get("model"), "task": exp.keys.get("task"), "init": asdict(exp.init),
-            "trainable_layers": exp.trainable_layers, "seed": exp.seed}
+            "trainable_layers": exp.trainable_layers, "seed": exp.seed} | precision_key(exp)
 
 
 def sft_policy(exp: Experiment, prep: Prepared, cache: ArtifactCache) -> Prepared:
@@ -390,7 +397,7 @@ def ref_kl_logps(ctx: TrainContext, partners: Sequence[int]) -> list[list[float]
 def reward_model_spec(exp: Experiment, labelled: Labelled) -> dict[str, Any]:
     # Keyed by the labels themselves (not only the samples): another labeler, another model.
     return {"labels": labelled.choices_key, "reward_model": exp.keys.get("reward_model"), "seed": exp.seed,
-            "bucket": exp.train.bucket, "normalization": "population"}  # models normalised by n − 1 are rebuilt
+            "bucket": exp.train.bucket, "normalization": "population"} | precision_key(exp)  # (n − 1: rebuilt)
 
 
 def top_accuracy(rewards: torch.Tensor, sizes: Sequence[int], targets: Sequence[int]) -> float:

@@ -25,6 +25,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue, OmegaConfBaseException
 
+from harness import precision
 from harness.cache import check_cache_dir, config_hash, content_digest
 from harness.errors import InputError, Stopped
 from harness.experiment import (
@@ -98,6 +99,8 @@ def check_config(cfg: DictConfig) -> None:
         raise InputError(f"logger.system_metrics_interval: expected seconds > 0, got {cfg.logger.system_metrics_interval}")
     _check_node(cfg, "")
     trainer = _plain(cfg.trainer)
+    if trainer.get("precision") == precision.AUTO:  # the harness's, resolved in build_experiment
+        trainer.pop("precision")
     check_arguments(L.Trainer, trainer, key=lambda name: f"trainer.{name}")
     for name in ("max_steps", "max_epochs"):
         value = trainer.get(name)
@@ -214,6 +217,11 @@ def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool
     judge = _instantiate(cfg.judge, "judge") if cfg.get("judge") else None
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
     check_cache_dir(cache_dir)
+    # trainer.precision=auto resolved here, before the run's params and identity are taken.
+    resolved, probe = precision.resolve(cfg.trainer.get("precision"), str(cfg.trainer.get("accelerator", "cpu")),
+                                        cache_dir)
+    if resolved != cfg.trainer.get("precision"):
+        cfg.trainer.precision = resolved
     # What each component reads from local files, by content (part of every key built on it;
     # the judge's only of the run's, as evaluation is not cached).
     digests = {part: {f"{part}.{key}": content_digest(path, cache_dir / "digests")
@@ -228,6 +236,9 @@ def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool
     if cfg.get("preset"):
         tags["preset"] = str(cfg.preset)
     tags |= _sweep_tags(cfg) | source_tags() | _overrides_tag()
+    if probe is not None:
+        tags["precision.probe"] = (f"bf16 autocast {probe['bf16_speedup']}x fp32 ({probe['bf16_ms']} vs "
+                                   f"{probe['fp32_ms']} ms) on {probe['cpu']}")
     beta = f"-b{cfg.loss.beta}" if "beta" in cfg.loss else ""
     run_name = cfg.logger.run_name or f"{cfg.task.name}-{cfg.loss.name}-{cfg.model.name}-n{cfg.labels.n}{beta}"
     tracker = RunTracker(cfg.logger.experiment_name, run_name, cfg.logger.tracking_uri, cfg.logger.get("description"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import InputError
+from harness.precision import fp32
 from harness.tasks.base import Example
 
 
@@ -90,10 +91,11 @@ class AnchorSimilarityScorer:
         return SentenceTransformer(str(self.model_path or minilm_path()), device="cpu")
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encoder.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
+        with fp32():  # a run's bf16 autocast does not reach the judge: gold compares across precisions
+            return self._encoder.encode(
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
 
     @cached_property
     def _direction(self) -> tuple[np.ndarray, np.ndarray]:

@@ -124,4 +124,4 @@ class OfflinePreferenceModule(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union type
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        return adamw_with_warmup(params, self.lr, self.weight_decay, self.warmup_steps)
+        return adamw_with_warmup(params, self.lr, self.weight_decay, self.warmup_steps, self)

@@ -208,4 +208,4 @@ class PPOModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
-        return adamw(params, lr=self.s.lr, eps=self.s.adam_eps, weight_decay=self.s.weight_decay)
+        return adamw(params, self, lr=self.s.lr, eps=self.s.adam_eps, weight_decay=self.s.weight_decay)

@@ -54,4 +54,4 @@ class RewardModelModule(L.LightningModule):
         groups = [{"params": list(self.reward_model.head.parameters()), "lr": self.head_lr}]
         if trunk:
             groups.append({"params": trunk, "lr": self.lr})
-        return adamw(groups, lr=self.lr, weight_decay=self.weight_decay)
+        return adamw(groups, self, lr=self.lr, weight_decay=self.weight_decay)

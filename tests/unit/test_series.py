@@ -212,11 +212,13 @@ def test_series_settings_are_checked(key: str, value: Any, expected: str) -> Non
 
 def test_series_settings_leave_the_initial_policys_eval_samples_key_alone() -> None:
     """The key of eval_initial is what it was before the series existed, whatever they are."""
-    exp = SimpleNamespace(keys={"model": {"name": "m"}, "task": {"name": "t"}}, eval=EvalSettings(**SETTINGS), seed=0)
+    exp = SimpleNamespace(keys={"model": {"name": "m"}, "task": {"name": "t"}}, eval=EvalSettings(**SETTINGS), seed=0,
+                          trainer_kwargs={"precision": "32-true"})
     spec = eval_initial_spec(exp)  # type: ignore[arg-type]
     assert spec["eval"] == {"n_prompts": None, "temperature": 0.7, "batch_size": 32}
     other = replace(exp.eval, every=0, series_prompts=8, patience=1)
-    assert eval_initial_spec(SimpleNamespace(keys=exp.keys, eval=other, seed=0)) == spec  # type: ignore[arg-type]
+    assert eval_initial_spec(SimpleNamespace(keys=exp.keys, eval=other, seed=0,  # type: ignore[arg-type]
+                                             trainer_kwargs=exp.trainer_kwargs)) == spec
 
 
 def test_a_series_larger_than_the_eval_set_uses_all_of_it(caplog: pytest.LogCaptureFixture) -> None:
