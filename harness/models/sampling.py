@@ -56,6 +56,7 @@ class Stop:
 # seed draws other tokens under another rule, so samples drawn before it changed are not reused.
 SAMPLER = {"draw": "inverse_cdf", "prompt_pass": "once_per_prompt"}
 
+
 class InverseCDF(LogitsProcessor):
     """Draws each row's next token from softmax(scores / τ), restricted to the top-p nucleus
     when `top_p` < 1, by inverse transform sampling: one uniform u per row (torch's seeded
@@ -85,15 +86,16 @@ def sample(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *, k: 
     """`generate` for k responses to each left-padded prompt of `ids` (B, W): rows j·k … j·k+k−1
     of the result answer prompt j. The prompts' first W − 1 columns run once per prompt and
     their KV cache is repeated k times (`generate`'s `num_return_sequences` would run every
-    prompt k times: half of sampling's compute at k = 2 for sentiment's prompts as long as
-    their responses); tokens are drawn by `InverseCDF` (greedy at temperature 0). A forward
-    hook on the model sees that shared prompt pass once, with B rows. `outputs`: `generate`'s
-    output options (return_dict_in_generate, output_logits, ...)."""
+    prompt k times: for sentiment's prompts, about as long as their responses, a quarter of
+    sampling's compute at k = 2); tokens are drawn by `InverseCDF` (greedy at temperature 0).
+    A forward hook on the model sees that shared prompt pass once, with B rows. `outputs`:
+    `generate`'s output options (return_dict_in_generate, output_logits, ...)."""
     position = (mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = None
     if k > 1 and ids.shape[1] > 1:
+        # Only the cache is wanted: the output layer runs on one position, not W − 1.
         cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=position[:, :-1],
-                      use_cache=True).cache
+                      use_cache=True, logits_to_keep=1).cache
         cache.batch_repeat_interleave(k)
     processors = LogitsProcessorList([InverseCDF(temperature, top_p)] if temperature > 0 else [])
     return model.generate(

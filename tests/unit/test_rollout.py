@@ -191,3 +191,27 @@ def test_k_responses_share_their_prompts_pass(tiny) -> None:  # noqa: ANN001
                        eos=tok.eos_token_id)
     rows = drawn[:, width:].tolist()
     assert any(len({tuple(r) for r in rows[j * k : (j + 1) * k]}) > 1 for j in range(len(prompts)))
+
+
+def test_k_responses_share_their_prompts_pass_with_sliding_window_blocks() -> None:
+    """The repeated KV cache holds Gemma 3's sliding-window layers too (prompts longer than the
+    window): greedy `sample` gives `generate`'s tokens on the prompts repeated k times."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from harness.models.sampling import sample
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=4,
+                              max_position_embeddings=128, final_logit_softcapping=30.0,
+                              layer_types=["sliding_attention", "full_attention"] * 2)
+    model = Gemma3ForCausalLM(config).eval()
+    prompts = [[3, 4, 5, 6, 7, 8, 9, 10], [8, 9, 10]]
+    batch = pack(prompts, [[] for _ in prompts], 0)
+    width = batch.input_ids.shape[1] - batch.response_len
+    ids, mask = batch.input_ids[:, :width], batch.attention_mask[:, :width]
+    with torch.inference_mode():
+        got = sample(model, ids, mask, k=2, temperature=0.0, top_p=1.0, max_new_tokens=6, pad=0, eos=1)
+        want = model.generate(input_ids=ids.repeat_interleave(2, 0), attention_mask=mask.repeat_interleave(2, 0),
+                              do_sample=False, max_new_tokens=6, pad_token_id=0, eos_token_id=1)
+    assert torch.equal(got, want)
