@@ -20,6 +20,26 @@ import time
 from bench.common import write_section
 
 
+def smollm2_and_prompts(n: int) -> tuple:
+    """SmolLM2-135M as `model=smollm2_135m` builds it (the converted directory in the cache), its
+    tokenizer, and the sentiment task's first `n` train prompts as token ids."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from bench.common import cache_dir
+    from harness.cache import check_cache_dir
+    from harness.cli.run import CONFIG_DIR
+    from harness.models.loading import load_causal_lm, load_tokenizer
+    from harness.tasks.sentiment import SentimentTask
+
+    check_cache_dir(cache_dir())
+    source = instantiate(OmegaConf.load(f"{CONFIG_DIR}/model/smollm2_135m.yaml").source)
+    path = source.materialize(cache_dir())
+    model, tokenizer = load_causal_lm(path)[0], load_tokenizer(path)
+    prompts = [tokenizer(e.prompt, add_special_tokens=False).input_ids for e in SentimentTask().examples("train")[:n]]
+    return model, tokenizer, prompts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.generation", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,25 +53,11 @@ def main() -> None:
     import torch
 
     from bench.__main__ import machine
-    from harness.cache import check_cache_dir
-    from harness.models.loading import load_causal_lm, load_tokenizer
     from harness.models.sampling import generate_responses
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from bench.common import cache_dir
-    from harness.cli.run import CONFIG_DIR
-    from harness.tasks.sentiment import SentimentTask
 
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
-    check_cache_dir(cache_dir())
-    # The model as `model=smollm2_135m` builds it (the same converted directory in the cache).
-    source = instantiate(OmegaConf.load(f"{CONFIG_DIR}/model/smollm2_135m.yaml").source)
-    path = source.materialize(cache_dir())
-    model, tokenizer = load_causal_lm(path)[0], load_tokenizer(path)
-    prompts = [tokenizer(e.prompt, add_special_tokens=False).input_ids
-               for e in SentimentTask().examples("train")[: args.prompts]]
+    model, tokenizer, prompts = smollm2_and_prompts(args.prompts)
     rates: dict[int, list[float]] = {s: [] for s in sizes}
     for rnd in range(args.rounds):
         order = sizes[rnd % len(sizes):] + sizes[: rnd % len(sizes)]

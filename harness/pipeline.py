@@ -147,7 +147,7 @@ def _tracked(exp: Experiment, prepared: Prepared, key: str | None) -> dict[str, 
     monitor = exp.tracker.system_metrics(exp.system_metrics_interval) if exp.system_metrics_interval else None
     try:
         exp.tracker.log_text(exp.config_yaml, "config.yaml")
-        with precision.autocast(exp.trainer_kwargs.get("precision")):  # fp32: no autocast
+        with precision.autocast(exp.trainer_kwargs.get("precision"), exp.trainer_kwargs.get("accelerator", "cpu")):
             metrics = _run_stages(exp, prepared)
     except BaseException as err:
         # Stopped by a signal or Ctrl-C: KILLED (the same command resumes it); anything else FAILED.

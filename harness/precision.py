@@ -40,15 +40,22 @@ BF16 = "bf16-mixed"
 FASTER = 1.25  # bf16 must beat fp32 by this factor: a marginal win is not worth the rounding
 
 
+# CPU features that decide bf16 speed: a virtual machine may name every EPYC "AMD EPYC".
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2")
+
+
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo, else the platform's processor string)."""
+    """The CPU's model name and its bf16-relevant feature flags (/proc/cpuinfo; else the
+    platform's processor string)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("model name")),
+                platform.machine())
+    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+    present = [f for f in BF16_FLAGS if f in flags]
+    return f"{name} ({' '.join(present)})" if present else name
 
 
 def _time(step: Any, rounds: int = 3) -> float:
@@ -108,13 +115,17 @@ def resolve(precision: Any, accelerator: str, cache_dir: Path) -> tuple[Any, dic
     return found["choice"], found
 
 
-def autocast(precision: Any, device_type: str = "cpu") -> Any:
+def autocast(precision: Any, accelerator: str = "cpu") -> Any:
     """The autocast context a run's own forwards (outside Lightning's training steps) run in:
-    bf16 for bf16-mixed, fp16 for 16-mixed, none otherwise."""
+    bf16 for bf16-mixed, fp16 for 16-mixed, none otherwise; on the device Lightning's
+    `accelerator` setting names (gpu: cuda; auto: cuda when there is one)."""
+    device_type = {"gpu": "cuda", "cuda": "cuda", "mps": "mps"}.get(str(accelerator), "cpu")
+    if accelerator == "auto" and torch.cuda.is_available():
+        device_type = "cuda"
     text = str(precision)
-    if text.startswith("bf16-mixed"):
+    if text in ("bf16-mixed", "bf16"):
         return torch.autocast(device_type, dtype=torch.bfloat16)
-    if text.startswith("16-mixed"):
+    if text in ("16-mixed", "16"):
         return torch.autocast(device_type, dtype=torch.float16)
     return nullcontext()
 
