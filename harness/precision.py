@@ -5,11 +5,11 @@ CPUs differ: on AMD EPYC parts without bf16 instructions a bf16 matmul is ~100×
 fp32; on Zen 4 EPYCs (avx512_bf16) and Intel Xeons with AMX it is 2.5–6× faster. The probe
 times what the policy spends its time on, a SmolLM2-shaped MLP block (576 → 1536 → 576 over
 1,024 rows) forward and backward, in fp32 and under bf16 autocast, and chooses bf16 when it
-is at least `FASTER` times faster. The result is stored per CPU model and torch version under
-the cache directory (`precision/`), so every run on one machine resolves `auto` alike; the
-resolved value replaces `auto` before anything else is built, so it is the run's param
-`trainer.precision`, part of its identity and of the key of every artifact a policy's
-arithmetic shapes (stages.model_keys).
+is at least `FASTER` times faster. The result is stored per CPU model, bf16 feature flags and
+torch version under the cache directory (`precision/`), so every run on one machine resolves
+`auto` alike; the resolved value replaces `auto` before anything else is built, so it is the
+run's param `trainer.precision`, part of its identity and of the key of every artifact a
+policy's arithmetic shapes (stages.model_keys).
 
 A run in bf16-mixed computes its policy's forwards (sampling, log-probs, training) under
 autocast, Lightning's for training and `autocast` here for the rest; the judges' encoders
@@ -69,8 +69,8 @@ def _time(step: Any, rounds: int = 3) -> float:
 
 
 def probe(rows: int = 1024, hidden: int = 576, inner: int = 1536) -> dict[str, Any]:
-    """Seconds for one forward and backward of an MLP block in fp32 and under bf16 autocast
-    on the CPU (the best of 3 after a warm-up), and their ratio."""
+    """Milliseconds for one forward and backward of an MLP block in fp32 and under bf16
+    autocast on the CPU (the best of 3 after a warm-up), and their ratio."""
     generator = torch.Generator().manual_seed(0)
     up = torch.randn(hidden, inner, generator=generator, requires_grad=True)
     down = torch.randn(inner, hidden, generator=generator, requires_grad=True)
