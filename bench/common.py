@@ -103,6 +103,21 @@ def mean_tokens(recs: list[Record], which: str) -> float:
     return {"pair": 2 * p + c + rj, "pair_shared_prompt": p + c + rj, "example": p + c}[which]
 
 
+def ratio_cell(ratios: list[float]) -> str:
+    """A table cell: the median of per-round ratios in bold, then their min–max."""
+    import statistics
+
+    return f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def publish(lines: list[str], write: str | None, section: str) -> None:
+    """Print a section's lines, and write them into `write`'s `section` when given."""
+    text = "\n".join(lines)
+    print(text)
+    if write:
+        write_section(write, section, text)
+
+
 def write_section(path: str | Path, name: str, text: str) -> None:
     """Replace the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in `path`
     (appending the section if it is not there), leaving the rest of the file as written."""

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-from bench.common import write_section
+from bench.common import publish, ratio_cell
 
 
 def smollm2_and_prompts(n: int) -> tuple:
@@ -75,12 +75,8 @@ def main() -> None:
              f"| sampling.batch_size | new tokens/s (median) | ÷ batch {base}: median (min–max) |", "|---|---|---|"]
     for size in sizes:
         ratios = [a / b for a, b in zip(rates[size], rates[base])]
-        lines.append(f"| {size} | {statistics.median(rates[size]):.1f} | **{statistics.median(ratios):.2f}** "
-                     f"({min(ratios):.2f}–{max(ratios):.2f}) |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        write_section(args.write, "generation", text)
+        lines.append(f"| {size} | {statistics.median(rates[size]):.1f} | {ratio_cell(ratios)} |")
+    publish(lines, args.write, "generation")
 
 
 if __name__ == "__main__":

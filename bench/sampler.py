@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from bench.common import write_section
+from bench.common import publish, ratio_cell
 
 SHAPES = (("pool chunk: 50 prompts × k=2", 50, 2), ("eval batch: 128 prompts × k=1", 128, 1))
 NEW_TOKENS = 24
@@ -78,11 +78,8 @@ def main() -> None:
         own, ours = seconds[name, "generate"], seconds[name, "harness"]
         ratios = [a / b for a, b in zip(own, ours)]
         lines.append(f"| {name} | {statistics.median(own):.2f} | {statistics.median(ours):.2f} | "
-                     f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}–{max(ratios):.2f}) |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        write_section(args.write, "sampler", text)
+                     f"{ratio_cell(ratios)} |")
+    publish(lines, args.write, "sampler")
 
 
 if __name__ == "__main__":
