@@ -222,7 +222,7 @@ class StateTable:
     def complete(self, model: nn.Module, prompts: Any, responses: Any, pad_id: int, batch_size: int = 32) -> StateTable:
         """This table with the rows it lacks among these added (a bottom pass of `model` over
         them, `build`'s); returns it."""
-        missing = [(p, r) for p, r in zip(prompts, responses) if (tuple(p), tuple(r)) not in self._responses]
+        missing = [(p, r) for p, r in zip(prompts, responses) if (p, r) not in self]
         if missing:
             self.update(StateTable.build(model, self.k, [p for p, _ in missing], [r for _, r in missing], pad_id,
                                          batch_size))
