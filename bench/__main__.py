@@ -5,6 +5,7 @@
     python -m bench --only frozen             # the rows with the bottom 2 of 5 blocks frozen on both sides
     python -m bench --write reports/benchmarks.md
     python -m bench sweep                # the 4-point loss.beta sweep vs four independent runs
+    python -m bench sweep --sweep label_count  # 4 label budgets vs the largest alone
 
 Each measurement runs in a fresh interpreter (`bench.harness_side` / `bench.trl_side`), so
 peak memory is per measurement and neither side inherits the other's allocator state. Within
@@ -319,7 +320,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write", help="also write the result into its section of this Markdown file (the rest is kept)")
-    sweep = sub.add_parser("sweep", help="the 4-point loss.beta sweep against four independent runs")
+    sweep = sub.add_parser("sweep", help="a sweep's sharing: kl_coef against four independent runs, "
+                           "label_count against its largest point alone")
+    sweep.add_argument("--sweep", choices=("kl_coef", "label_count"), default="kl_coef")
     sweep.add_argument("overrides", nargs="*", help="Hydra overrides for every run (e.g. experiment=demo)")
     sweep.add_argument("--write", help="also write the result into its section of this Markdown file (the rest is kept)")
     args = ap.parse_args()
