@@ -57,7 +57,7 @@ def _plain(node: DictConfig) -> dict:
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 # Keys that do not change a job's results: a rerun with other values is the same job.
-NOT_IDENTITY = ("logger", "threads", "resume", "paths")
+NOT_IDENTITY = ("logger", "threads", "resume", "paths", "study")
 
 
 def run_key(cfg: DictConfig, tracker: RunTracker, inputs: dict[str, str] | None = None) -> str:
@@ -93,7 +93,7 @@ def check_config(cfg: DictConfig) -> None:
                       ("logger.tracking_uri", str | None), ("logger.description", str | None),
                       ("logger.system_metrics", bool), ("logger.system_metrics_interval", float),
                       ("logger.log_model", bool),
-                      ("preset", str | None)):
+                      ("preset", str | None), ("study.name", str | None), ("study.job", str | None)):
         check_value(key, OmegaConf.select(cfg, key), hint)
     if not cfg.logger.system_metrics_interval > 0:
         raise InputError(f"logger.system_metrics_interval: expected seconds > 0, got {cfg.logger.system_metrics_interval}")
@@ -235,6 +235,8 @@ def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool
     }
     if cfg.get("preset"):
         tags["preset"] = str(cfg.preset)
+    study = cfg.get("study") or {}
+    tags |= {f"study.{key}": str(study[key]) for key in ("name", "job") if study.get(key)}
     tags |= _sweep_tags(cfg) | source_tags() | _overrides_tag()
     if probe is not None:
         tags["precision.probe"] = (f"bf16 autocast {probe['bf16_speedup']}x fp32 ({probe['bf16_ms']} vs "

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.report.tables import describe
+from harness.report.tables import CURVES, describe
 
 KL = r"KL($\pi\,\|\,\pi_{\mathrm{ref}}$) [nats]"
 GOLD = "gold reward [panel utility]"
@@ -43,20 +43,36 @@ def _label(key_values: dict[str, object], shown: Sequence[str]) -> str:
     return ", ".join(str(key_values[c]) if c in ("loss", "model") else describe(c, key_values[c]) for c in shown)
 
 
+def _seeds(group: pd.DataFrame) -> str:
+    if "n_seeds" not in group or group["n_seeds"].isna().all():
+        return ""
+    low, high = int(group["n_seeds"].min()), int(group["n_seeds"].max())
+    count = f"{low}" if low == high else f"{low}–{high}"
+    return f" ({count} seed{'s' if high > 1 else ''})"
+
+
 def _plot_curves(ax: Axes, data: pd.DataFrame, x: str, ys: Sequence[tuple[str, str, str, str]],
-                 curve_by: Sequence[str], x_scale: float = 1.0, y_scale: float = 1.0) -> None:
-    """One errorbar line per curve and y; `ys` is (column, legend suffix, line style, marker)."""
+                 curve_by: Sequence[str], x_scale: float = 1.0, y_scale: float = 1.0,
+                 annotate: Sequence[str] = ()) -> None:
+    """One errorbar line per curve and y; `ys` is (column, legend suffix, line style, marker). The
+    legend says how many seeds each curve's points have; `annotate` names the knob columns whose
+    value is written beside each point (the frontier's β)."""
     keys, shown = _curve_keys(data, curve_by)
     groups = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
     for colour, (values, group) in enumerate(groups):
         values = values if isinstance(values, tuple) else (values,)
         group = group.sort_values(x)
-        label = _label(dict(zip(keys, values)), shown)
+        label = _label(dict(zip(keys, values)), shown) + _seeds(group)
         for column, suffix, style, marker in ys:
             ax.errorbar(x_scale * group[x].astype(float), y_scale * group[column].astype(float),
                         yerr=_errors(group, column, y_scale), xerr=_errors(group, x, x_scale),
                         color=f"C{colour % 10}", linestyle=style, marker=marker, capsize=3,
                         label=f"{label}{suffix}")
+        for _, row in group.iterrows():
+            text = ", ".join(describe(k, row[k]) for k in annotate if k in row and pd.notna(row[k]))
+            if text:
+                ax.annotate(text, (x_scale * float(row[x]), y_scale * float(row[ys[0][0]])), fontsize="x-small",
+                            xytext=(4, 4), textcoords="offset points", color=f"C{colour % 10}")
 
 
 def _panels(data: pd.DataFrame, columns: int = 1) -> tuple[Figure, list[tuple[str, list[Axes]]]]:
@@ -79,8 +95,12 @@ def frontier_figure(data: pd.DataFrame) -> Figure:
     """Gold reward against KL(π‖π_ref), one curve per method (DPO paper, Fig. 2 left)."""
     fig, panels = _panels(data)
     for task, (ax,) in panels:
-        _plot_curves(ax, data[data["task"] == task], "eval/kl", [("eval/gold_reward", "", "-", "o")],
-                     ["model", "loss", "init", "labels.n", "labels.desirable_fraction"])
+        rows = data[data["task"] == task]
+        _plot_curves(ax, rows, "eval/kl", [("eval/gold_reward", "", "-", "o")], CURVES["frontier"][1],
+                     annotate=CURVES["frontier"][0])
+        if "eval/gold_reward_init" in rows and rows["eval/gold_reward_init"].notna().any():
+            ax.plot([0.0], [rows["eval/gold_reward_init"].astype(float).mean()], marker="*", markersize=12,
+                    color="black", linestyle="none", label="initial policy (KL 0)")
         _finish(ax, task, KL, GOLD)
     return fig
 
@@ -92,7 +112,7 @@ def overoptimization_figure(data: pd.DataFrame) -> Figure:
     for task, (ax,) in panels:
         _plot_curves(ax, data[data["task"] == task], "sqrt_kl",
                      [("eval/gold_reward", ": gold", "-", "o"), ("eval/proxy_reward", ": proxy", "--", "s")],
-                     ["model", "loss", "init", "labels.n"])
+                     CURVES["overoptimization"][1], annotate=CURVES["overoptimization"][0])
         _finish(ax, task, r"$\sqrt{\mathrm{KL}(\pi\,\|\,\pi_{\mathrm{ref}})}$ [$\sqrt{\mathrm{nats}}$]",
                 "reward\n[gold: panel utility; proxy: RM s.d.]")
     return fig
@@ -102,7 +122,7 @@ def imbalance_figure(data: pd.DataFrame) -> Figure:
     """Gold reward and win rate against the share of desirable examples kept, KTO vs DPO
     (KTO paper, Fig. 4)."""
     fig, panels = _panels(data, columns=2)
-    curves = ["model", "loss", "init", "labels.n", "loss.beta"]
+    curves = CURVES["imbalance"][1]
     for task, (gold_ax, win_ax) in panels:
         rows = data[data["task"] == task]
         _plot_curves(gold_ax, rows, "labels.desirable_fraction", [("eval/gold_reward", "", "-", "o")], curves)
@@ -118,7 +138,7 @@ def label_count_figure(data: pd.DataFrame) -> Figure:
     fig, panels = _panels(data)
     for task, (ax,) in panels:
         _plot_curves(ax, data[data["task"] == task], "labels.n", [("eval/gold_reward", "", "-", "o")],
-                     ["model", "loss", "init", "labels.desirable_fraction", "loss.beta", "loss.n"])
+                     CURVES["label_count"][1])
         ax.set_xscale("log")
         _finish(ax, task, "labels [comparisons, log scale]", GOLD)
     return fig

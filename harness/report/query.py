@@ -27,7 +27,7 @@ PAGE = 1000  # runs per search_runs page
 # Params that do not change a run's results, as in cli/run.py's NOT_IDENTITY (not imported:
 # that module loads Hydra), plus the seed, which seed replicates differ in by design.
 NOT_IDENTITY = ("params.seed", "params.threads", "params.resume")
-NOT_IDENTITY_PREFIXES = ("params.logger.", "params.paths.")
+NOT_IDENTITY_PREFIXES = ("params.logger.", "params.paths.", "params.study.")
 # Tags that describe the configuration (most repeat a param; `init` may not).
 SWEEP_PARENT_TAG = "prefharness.sweep_parent"  # as harness/tracking.py writes it: a sweep, not an experiment
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -52,7 +52,7 @@ class Selection:
                 f"filter: {self.filter or 'none'}; tags: {tags}{parent}")
 
 
-def _check_store_exists(uri: str) -> None:
+def check_store_exists(uri: str) -> None:
     # MlflowClient creates a missing local store on first use: a mistyped path would leave a
     # fresh empty database behind and report "no runs" instead of naming the path.
     parsed = urlparse(uri)
@@ -132,7 +132,7 @@ def fetch_runs(selection: Selection) -> pd.DataFrame:
     """Every run the selection matches, whatever its status, except sweeps' parent runs (they
     summarise their children; with `parent`, only that sweep's children). Raises InputError if
     none."""
-    _check_store_exists(selection.tracking_uri)
+    check_store_exists(selection.tracking_uri)
     try:
         client = MlflowClient(selection.tracking_uri)
         experiments = _experiments(client, selection)

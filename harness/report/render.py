@@ -10,7 +10,7 @@ which the harness does not depend on, and both then merge each value with its in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness.report.figures import FIGURES
 from harness.report.query import EXCLUDED_COLUMNS
-from harness.report.tables import FIGURE_DATA, TABLES, TableResult
+from harness.report.tables import OUTPUTS, TableResult
 
 CI = ("_ci95_low", "_ci95_high")
 RUN_ID_CHARS = 8  # run ids in Markdown / LaTeX; the CSV keeps them whole
@@ -144,6 +144,7 @@ def write_index(out: Path, provenance: Provenance, n_runs: int, written: Sequenc
     for result, paths in written:
         links = " · ".join(f"[{p.suffix[1:]}]({p.name})" for p in paths)
         lines += [f"### {result.name}", "", f"{result.caption}", "", f"Files: {links}", ""]
+        lines += [f"- Left out: {note}." for note in result.notes] + ([""] if result.notes else [])
         for png in (p for p in paths if p.suffix == ".png"):
             lines += [f"![{result.caption}]({png.name})", "", f"_Figure {result.name}: {result.caption}_", ""]
     lines += ["## Skipped", ""]
@@ -156,12 +157,13 @@ def write_index(out: Path, provenance: Provenance, n_runs: int, written: Sequenc
 
 
 def write_report(runs: pd.DataFrame, selection_excluded: pd.DataFrame, out: Path,
-                 provenance: Provenance) -> list[str]:
+                 provenance: Provenance, scope: Callable[[str, pd.DataFrame], pd.DataFrame] | None = None) -> list[str]:
     """Every table and figure for the selected runs; returns one line per output written or
-    skipped. Files of a skipped output left by an earlier report are removed: the directory
+    skipped. `scope(name, runs)` narrows the runs one output reads (a study's outputs read their
+    own sweeps). Files of a skipped output left by an earlier report are removed: the directory
     must not show a table the current selection does not support."""
     out.mkdir(parents=True, exist_ok=True)
-    results = [build(runs) for build in (*TABLES, *FIGURE_DATA)]
+    results = [build(scope(name, runs) if scope else runs) for name, build in OUTPUTS.items()]
     written, skipped, report = [], [], []
     for result in results:
         if result.skip_reason or result.data.empty:

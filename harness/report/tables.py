@@ -30,6 +30,7 @@ AXES = {
     "task": "tags.task", "model": "tags.model", "loss": "tags.loss", "init": "tags.init",
     "labels.n": "params.labels.n", "loss.beta": "params.loss.beta", "loss.n": "params.loss.n",
     "labels.desirable_fraction": "params.labels.desirable_fraction",
+    "loss.balance_weights": "params.loss.balance_weights",
 }
 # What can tell two configurations of one method apart in a table row.
 METHOD_AXES = ["model", "init", "labels.n", "labels.desirable_fraction", "loss.beta", "loss.n"]
@@ -45,6 +46,18 @@ class TableResult:
     caption: str
     excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXCLUDED_COLUMNS))
     skip_reason: str = ""
+    notes: tuple[str, ...] = ()  # what was left out of a figure and why (index.md lists them)
+
+
+# Each figure: the knob its curves are swept over (what the runs set; KL is measured) and what
+# tells its curves apart (each task is a panel of its own).
+CURVES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "frontier": (("loss.beta", "loss.n"), ("model", "loss", "init", "labels.n", "labels.desirable_fraction")),
+    "overoptimization": (("loss.beta", "loss.n"), ("model", "loss", "init", "labels.n")),
+    "imbalance": (("labels.desirable_fraction",), ("model", "loss", "init", "labels.n", "loss.beta",
+                                                   "loss.balance_weights")),
+    "label_count": (("labels.n",), ("model", "loss", "init", "labels.desirable_fraction", "loss.beta", "loss.n")),
+}
 
 
 # ---------------------------------------------------------------- shared steps
@@ -278,7 +291,8 @@ def _layout(cells: list[dict[str, object]]) -> pd.DataFrame:
 
 
 def describe(axis: str, value: object) -> str:
-    names = {"loss.beta": "β", "labels.n": "labels", "loss.n": "n", "labels.desirable_fraction": "desirable fraction"}
+    names = {"loss.beta": "β", "labels.n": "labels", "loss.n": "n", "labels.desirable_fraction": "desirable fraction",
+             "loss.balance_weights": "λ_D rule"}
     """An axis value as a legend or row label shows it: `1000 labels`, `β=0.1`."""
     return f"{value} labels" if axis == "labels.n" else f"{names.get(axis, axis)}={value}"
 
@@ -317,12 +331,14 @@ def human_eval_table(runs: pd.DataFrame) -> TableResult:
 def frontier(runs: pd.DataFrame) -> TableResult:
     """Gold reward against KL(π‖π_ref) per method over its loss.beta grid (best-of-n: loss.n),
     the reward–KL frontier of Rafailov et al. (2023, DPO), Fig. 2 left."""
-    return _figure_data(
+    return two_per_curve(_figure_data(
         "frontier", runs, None, ["eval/kl", "eval/gold_reward"],
         ["task", "model", "loss", "init", "labels.n", "labels.desirable_fraction", "loss.beta", "loss.n"],
-        {"eval/kl": "eval/kl", "eval/gold_reward": "eval/gold_reward"},
-        "Gold reward against KL(π‖π_ref) per method over its β grid (DPO paper, Fig. 2 left).",
-        "(other than loss=reward_model)")
+        {"eval/kl": "eval/kl", "eval/gold_reward": "eval/gold_reward",
+         "eval/gold_reward_init": "eval/gold_reward_init"},
+        "Gold reward against KL(π‖π_ref) per method over its β grid (DPO paper, Fig. 2 left); the "
+        "initial policy at KL 0; each point labelled with its β (best-of-n: n) and seeds.",
+        "(other than loss=reward_model)"))
 
 
 def overoptimization(runs: pd.DataFrame) -> TableResult:
@@ -339,7 +355,7 @@ def overoptimization(runs: pd.DataFrame) -> TableResult:
     data = result.data
     for suffix in ("", "_ci95_low", "_ci95_high"):
         data[f"sqrt_kl{suffix}"] = np.sqrt(data[f"eval/kl{suffix}"].astype(float).clip(lower=0))
-    return result
+    return two_per_curve(result)
 
 
 def imbalance(runs: pd.DataFrame) -> TableResult:
@@ -347,12 +363,12 @@ def imbalance(runs: pd.DataFrame) -> TableResult:
     reward and win rate vs the initial policy, as in Ethayarajh et al. (2024, KTO), Fig. 4."""
     result = _figure_data(
         "imbalance", runs, ("kto", "dpo"), ["eval/gold_reward", "eval/winrate_vs_init"],
-        ["task", "model", "loss", "init", "labels.n", "loss.beta", "labels.desirable_fraction"],
+        ["task", "model", "loss", "init", "labels.n", "loss.beta", "loss.balance_weights", "labels.desirable_fraction"],
         {"eval/gold_reward": "eval/gold_reward", "eval/winrate_vs_init": "eval/winrate_vs_init"},
         "KTO and DPO against the share of desirable examples kept (KTO paper, Fig. 4): gold reward "
         "and win rate vs the initial policy.",
         "with loss kto or dpo")
-    return _needs_two(result, "labels.desirable_fraction")
+    return two_per_curve(result)
 
 
 def label_count(runs: pd.DataFrame) -> TableResult:
@@ -364,18 +380,52 @@ def label_count(runs: pd.DataFrame) -> TableResult:
         {"eval/gold_reward": "eval/gold_reward"},
         "Gold reward against the number of labels per method (Ziegler et al. 2019, Fig. 4).",
         "(other than loss=reward_model)")
-    return _needs_two(result, "labels.n")
+    return two_per_curve(result)
 
 
-def _needs_two(result: TableResult, axis: str) -> TableResult:
-    """A curve against `axis` needs two values of it; one value is a point, not the figure."""
-    values = result.data[axis].dropna() if axis in result.data else pd.Series(dtype=object)
-    if result.skip_reason or values.nunique() >= 2:
+def curves(data: pd.DataFrame, name: str) -> list[tuple[dict[str, object], pd.DataFrame]]:
+    """The figure's curves: (the values that fix it, its rows), one per task and curve key."""
+    _, by = CURVES[name]
+    keys = [c for c in ("task", *by) if c in data]
+    if not keys:
+        return [({}, data)]
+    return [(dict(zip(keys, values if isinstance(values, tuple) else (values,))), group)
+            for values, group in data.groupby(keys, dropna=False, sort=True)]
+
+
+def curve_label(key: dict[str, object], data: pd.DataFrame) -> str:
+    """Task, method and whatever else tells this curve from the others in `data`."""
+    shown = [k for k in key if k in ("task", "loss") or data[k].nunique(dropna=False) > 1]
+    return ", ".join(str(key[k]) if k in ("task", "loss", "model") else describe(k, key[k])
+                     for k in shown if pd.notna(key[k]))
+
+
+def two_per_curve(result: TableResult) -> TableResult:
+    """A curve needs two or more values of its knob (the DPO β, a label budget): a single point is
+    not a curve. Curves with one are left out and named in the result's notes; with none left the
+    figure is skipped."""
+    if result.skip_reason or result.data.empty:
         return result
-    found = ", ".join(str(v) for v in values.unique()) or "none"
-    return TableResult(result.name, result.data.iloc[0:0], result.caption, result.excluded,
-                       f"needs runs at two or more values of {axis}; the selection has {found}")
+    knobs = [k for k in CURVES[result.name][0] if k in result.data]
+    kept, notes = [], []
+    for key, group in curves(result.data, result.name):
+        values = group[knobs].drop_duplicates() if knobs else group
+        if len(values) >= 2:
+            kept.append(group)
+        else:
+            shown = ", ".join(f"{k}={v}" for k, v in values.iloc[0].items() if pd.notna(v)) if knobs else "none"
+            notes.append(f"curve {curve_label(key, result.data)}: one value of {' / '.join(CURVES[result.name][0])} ({shown}), "
+                         "not a curve")
+    if not kept:
+        return TableResult(result.name, result.data.iloc[0:0], result.caption, result.excluded,
+                           f"needs two or more values of {' / '.join(CURVES[result.name][0])} per curve; "
+                           + "; ".join(notes))
+    data = pd.concat(kept).sort_index()
+    return TableResult(result.name, data.reset_index(drop=True), result.caption, result.excluded, "", tuple(notes))
 
 
 TABLES = (summarization_table, human_eval_table)
 FIGURE_DATA = (frontier, overoptimization, imbalance, label_count)
+# Each output's name (the TableResult's, its files' stem) → the function that builds it.
+OUTPUTS = {"summarization": summarization_table, "human_eval": human_eval_table, "frontier": frontier,
+           "overoptimization": overoptimization, "imbalance": imbalance, "label_count": label_count}

@@ -117,9 +117,10 @@ def test_failed_rerun_does_not_displace_finished_run() -> None:
 
 
 def test_missing_metric_excludes_the_run_with_its_reason() -> None:
-    runs = frame(run("ok", **{"eval/kl": 1.0, "eval/gold_reward": 0.5}), run("no_kl", beta=0.3, **{"eval/gold_reward": 0.7}))
+    runs = frame(run("ok", **{"eval/kl": 1.0, "eval/gold_reward": 0.5}), run("no_kl", beta=0.3, **{"eval/gold_reward": 0.7}),
+                 run("ok2", beta=1.0, **{"eval/kl": 0.5, "eval/gold_reward": 0.3}))
     result = frontier(runs)
-    assert list(result.data["runs"]) == ["ok"]
+    assert list(result.data["runs"]) == ["ok", "ok2"]
     assert list(zip(result.excluded["run_id"], result.excluded["reason"])) == [("no_kl", "missing metric eval/kl")]
 
 
@@ -182,6 +183,24 @@ def test_imbalance_and_label_count_need_two_axis_values() -> None:
     assert "labels.n" in label_count(runs).skip_reason
     two = frame(run("a", n=250, **{"eval/gold_reward": 0.1}), run("b", n=1000, **{"eval/gold_reward": 0.2}))
     assert list(label_count(two).data["labels.n"]) == [250, 1000]
+
+
+def test_a_curve_needs_two_values_of_its_knob_counted_per_curve_not_across_curves() -> None:
+    # One budget per method: two budgets in the selection, but no curve (the old check passed it).
+    one_each = frame(run("d", loss="dpo", n=400, **{"eval/gold_reward": 0.1}),
+                     run("p", loss="ppo", n=1000, **{"eval/gold_reward": 0.2}))
+    skipped = label_count(one_each)
+    assert skipped.data.empty
+    assert "per curve" in skipped.skip_reason and "curve tldr, dpo" in skipped.skip_reason
+    # A curve with two budgets is drawn; the single point of another method is named, not drawn.
+    mixed = frame(*one_each.to_dict("records"), run("d2", loss="dpo", n=800, **{"eval/gold_reward": 0.3}))
+    result = label_count(mixed)
+    assert list(result.data["runs"]) == ["d", "d2"]
+    assert result.notes == ("curve tldr, ppo: one value of labels.n (labels.n=1000), not a curve",)
+    # The frontier's knob is β: one β per method is no frontier, whatever the KLs.
+    betas = frame(run("a", beta=0.1, **{"eval/kl": 1.0, "eval/gold_reward": 0.5}),
+                  run("b", loss="kto", beta=0.3, **{"eval/kl": 2.0, "eval/gold_reward": 0.6}))
+    assert "loss.beta / loss.n per curve" in frontier(betas).skip_reason
 
 
 def test_display_merges_intervals_and_escapes_markdown() -> None:
