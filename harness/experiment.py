@@ -279,6 +279,11 @@ class EvalPolicy:
     def proxy_rewards(self, eval_ids: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> np.ndarray | None:
         return None
 
+    def curves(self, examples: Sequence[Example], judge: Any) -> dict[str, dict[int, float]]:
+        """Metrics along an axis of the method's own, logged after the eval with the axis as the
+        step (best-of-n with a pool: bon/* at each n); called after `responses`."""
+        return {}
+
     def trained_modules(self) -> dict[str, Any]:
         """What the run trained, by kind (`policy`: the causal LM; `reward_model`: the reward
         model), logged as MLflow models at the end of the run (harness/logged_models.py). The

@@ -224,6 +224,9 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
         if proxy is not None:
             result.metrics |= mean_ci(proxy).as_metrics("eval/proxy_reward")
     exp.tracker.log_metrics(result.metrics, step=1)
+    for key, points in trained.curves(prep.eval_examples, exp.evaluator).items():
+        for step, value in points.items():
+            exp.tracker.log_metrics({key: value}, step=step)
     exp.tracker.log_table(result.table, "eval_samples.json")
     # What the method trained (policy, reward model) as MLflow models of the run (logger.log_model).
     log_trained_models(exp, trained)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,3 +52,30 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
         words = t.split()
         grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def best_of_n_weights(pool: int, n: int) -> np.ndarray:
+    """P(the i-th smallest of `pool` scores is the largest of a uniformly drawn n-subset), i = 1..pool:
+    w_i = C(i−1, n−1) / C(pool, n) (zero for i < n; the weights sum to 1)."""
+    if not 1 <= n <= pool:
+        raise ValueError(f"best_of_n_weights: expected 1 ≤ n ≤ pool, got n={n}, pool={pool}")
+    total = math.comb(pool, n)
+    return np.array([math.comb(i - 1, n - 1) / total for i in range(1, pool + 1)], dtype=np.float64)
+
+
+def best_of_n_curve(proxy: np.ndarray, values: np.ndarray, ns: Sequence[int]) -> dict[int, float]:
+    """The unbiased estimate, from one pool of N samples per prompt, of the mean `values` of the
+    sample best-of-n keeps (the highest `proxy` of n drawn without replacement), for each n ≤ N
+    (Nakano et al. 2021, App. I; Gao et al. 2022, §3.1):
+
+        E[v(best of n)] = mean over prompts of Σ_i w_i v_(i),  w_i = C(i−1, n−1) / C(N, n),
+
+    with v_(i) the value of the sample whose proxy ranks i-th from the bottom. `proxy` and
+    `values` are (prompts, N); ties in proxy are broken by position (a stable sort). Its
+    variance is lower than sampling n afresh per prompt, and every n comes from the same draws."""
+    proxy, values = np.asarray(proxy, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if proxy.ndim != 2 or proxy.shape != values.shape:
+        raise ValueError(f"best_of_n_curve: expected two (prompts, N) arrays, got {proxy.shape} and {values.shape}")
+    order = np.argsort(proxy, axis=1, kind="stable")
+    ranked = np.take_along_axis(values, order, axis=1)
+    return {n: float((ranked @ best_of_n_weights(proxy.shape[1], n)).mean()) for n in ns}

@@ -40,7 +40,7 @@ def _curve_keys(data: pd.DataFrame, candidates: Sequence[str]) -> tuple[list[str
 
 
 def _label(key_values: dict[str, object], shown: Sequence[str]) -> str:
-    return ", ".join(str(key_values[c]) if c in ("loss", "model") else describe(c, key_values[c]) for c in shown)
+    return ", ".join(str(key_values[c]) if c in ("loss", "model", "curve") else describe(c, key_values[c]) for c in shown)
 
 
 def _seeds(group: pd.DataFrame) -> str:
@@ -106,13 +106,26 @@ def frontier_figure(data: pd.DataFrame) -> Figure:
 
 
 def overoptimization_figure(data: pd.DataFrame) -> Figure:
-    """Gold (solid) and proxy (dashed) reward against √KL, one curve per label budget
-    (Gao et al. 2022, Fig. 1)."""
+    """Gold (solid) and proxy (dashed) reward against √KL, one curve per configuration (best-of-n
+    along n, PPO along training), the fitted form dotted (Gao et al. 2022, Fig. 1)."""
     fig, panels = _panels(data)
     for task, (ax,) in panels:
-        _plot_curves(ax, data[data["task"] == task], "sqrt_kl",
-                     [("eval/gold_reward", ": gold", "-", "o"), ("eval/proxy_reward", ": proxy", "--", "s")],
-                     CURVES["overoptimization"][1], annotate=CURVES["overoptimization"][0])
+        rows = data[data["task"] == task]
+        keys, shown = _curve_keys(rows, ["curve", *CURVES["overoptimization"][1]])
+        for colour, (values, group) in enumerate(rows.groupby(keys, dropna=False, sort=True)):
+            values = values if isinstance(values, tuple) else (values,)
+            group = group.sort_values("point")
+            label = _label(dict(zip(keys, values)), shown) + _seeds(group)
+            x = group["sqrt_kl"].astype(float)
+            for column, suffix, style, marker in (("gold", "gold", "-", "o"), ("proxy", "proxy", "--", "s")):
+                ax.errorbar(x, group[column].astype(float), yerr=_errors(group, column), color=f"C{colour % 10}",
+                            linestyle=style, marker=marker, markersize=4, capsize=2, label=f"{label}: {suffix}")
+            alpha, beta, origin = (float(group[c].iloc[0]) for c in ("fit_alpha", "fit_beta", "gold_at_0"))
+            if np.isfinite(alpha) and np.isfinite(beta):
+                d = np.linspace(1e-3, float(x.max()), 100)
+                shape = d if group["curve"].iloc[0] == "best-of-n" else np.log(d)
+                ax.plot(d, origin + d * (alpha - beta * shape), color=f"C{colour % 10}", linestyle=":",
+                        label=f"{label}: fit {group['fit'].iloc[0]}, α={alpha:.3g}, β={beta:.3g}")
         _finish(ax, task, r"$\sqrt{\mathrm{KL}(\pi\,\|\,\pi_{\mathrm{ref}})}$ [$\sqrt{\mathrm{nats}}$]",
                 "reward\n[gold: panel utility; proxy: RM s.d.]")
     return fig

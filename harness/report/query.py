@@ -86,6 +86,16 @@ def _experiments(client: MlflowClient, selection: Selection) -> dict[str, str]:
     return chosen
 
 
+# Metrics whose whole history a report reads (curves along training, best-of-n along n): column
+# `curve.<key>` holds ((step, value), …) in step order.
+CURVE_PREFIXES = ("series/", "bon/")
+
+
+def _curves(client: MlflowClient, run) -> dict[str, tuple[tuple[int, float], ...]]:  # noqa: ANN001
+    return {f"curve.{key}": tuple(sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)))
+            for key in sorted(run.data.metrics) if key.startswith(CURVE_PREFIXES)}
+
+
 def _row(run, experiment: str) -> dict[str, object]:  # noqa: ANN001 - mlflow.entities.Run
     info, data = run.info, run.data
     row: dict[str, object] = {
@@ -141,10 +151,11 @@ def fetch_runs(selection: Selection) -> pd.DataFrame:
             filters.append(f"tags.`mlflow.parentRunId` = '{_parent_id(client, list(experiments), selection.parent)}'")
         runs = [r for r in _search(client, list(experiments), " and ".join(filters))
                 if r.data.tags.get(SWEEP_PARENT_TAG) != "1"]
+        rows = [_row(r, experiments[r.info.experiment_id]) | _curves(client, r) for r in runs]
     except MlflowException as err:
         first_line = str(err.message).strip().splitlines()[0] if str(err.message).strip() else type(err).__name__
         raise InputError(f"MLflow search failed: {first_line} (selection: {selection.describe()})") from err
-    frame = pd.DataFrame([_row(r, experiments[r.info.experiment_id]) for r in runs])
+    frame = pd.DataFrame(rows)
     for key, value in selection.tags.items():
         column = f"tags.{key}"
         frame = frame[frame[column] == value] if column in frame else frame.iloc[0:0]

@@ -53,7 +53,7 @@ class TableResult:
 # tells its curves apart (each task is a panel of its own).
 CURVES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "frontier": (("loss.beta", "loss.n"), ("model", "loss", "init", "labels.n", "labels.desirable_fraction")),
-    "overoptimization": (("loss.beta", "loss.n"), ("model", "loss", "init", "labels.n")),
+    "overoptimization": (("point",), ("model", "loss", "init", "labels.n", "loss.beta", "loss.n")),
     "imbalance": (("labels.desirable_fraction",), ("model", "loss", "init", "labels.n", "loss.beta",
                                                    "loss.balance_weights")),
     "label_count": (("labels.n",), ("model", "loss", "init", "labels.desirable_fraction", "loss.beta", "loss.n")),
@@ -341,21 +341,92 @@ def frontier(runs: pd.DataFrame) -> TableResult:
         "(other than loss=reward_model)"))
 
 
+# The over-optimisation curves: best-of-n along n (bon/*, one pool per run) and PPO along its
+# iterations (series/*), each with the functional form Gao et al. (2022) fit to it, in d = √KL:
+# best-of-n R(d) = d(α − βd), RL R(d) = d(α − β log d), R the gold reward gained over d = 0.
+CURVE_KINDS = {"best_of_n": ("bon/", "best-of-n", "d(α − βd)"), "ppo": ("series/", "RL", "d(α − β log d)")}
+OVEROPT_VALUES = {"kl": "kl", "gold": "gold_reward", "proxy": "proxy_reward"}
+
+
+def _run_curve(row: pd.Series, prefix: str) -> dict[int, dict[str, float]] | None:
+    curves = {name: row.get(f"curve.{prefix}{key}") for name, key in OVEROPT_VALUES.items()}
+    if any(not isinstance(c, tuple) or not c for c in curves.values()):
+        return None
+    points: dict[int, dict[str, float]] = {}
+    for name, curve in curves.items():
+        for step, value in curve:
+            points.setdefault(int(step), {})[name] = float(value)
+    return {step: v for step, v in points.items() if len(v) == len(OVEROPT_VALUES)}
+
+
+def fit_overoptimization(d: np.ndarray, gain: np.ndarray, kind: str) -> tuple[float, float]:
+    """Least squares of the gold gained, `gain`, on d = √KL without intercept (R(0) = 0):
+    best-of-n R = αd − βd², RL R = αd − β d log d (Gao et al. 2022, eqs. 1–2); (α, β), NaN with
+    fewer than two points at d > 0."""
+    keep = d > 0
+    if keep.sum() < 2:
+        return math.nan, math.nan
+    d, gain = d[keep], gain[keep]
+    second = d**2 if kind == "best_of_n" else d * np.log(d)
+    (alpha, beta), *_ = np.linalg.lstsq(np.column_stack([d, -second]), gain, rcond=None)
+    return float(alpha), float(beta)
+
+
 def overoptimization(runs: pd.DataFrame) -> TableResult:
-    """Gold and proxy (reward-model) reward against √KL for PPO and best-of-n, one curve per
-    label budget: reward-model over-optimisation as in Gao et al. (2022), Fig. 1. KL below 0
-    (a Monte Carlo estimate can dip under) is taken as 0 for the square root."""
-    result = _figure_data(
-        "overoptimization", runs, ("ppo", "best_of_n"), ["eval/kl", "eval/gold_reward", "eval/proxy_reward"],
-        ["task", "model", "loss", "init", "labels.n", "loss.beta", "loss.n"],
-        {"eval/kl": "eval/kl", "eval/gold_reward": "eval/gold_reward", "eval/proxy_reward": "eval/proxy_reward"},
-        "Gold (panel) and proxy (reward model) reward against √KL(π‖π_ref) for PPO and best-of-n, "
-        "one curve per label budget (Gao et al. 2022, Fig. 1).",
-        "with loss ppo or best_of_n")
-    data = result.data
+    """Gold (panel) and proxy (reward-model) reward against √KL(π‖π_ref): best-of-n along n from
+    one pool of samples (loss=best_of_n with loss.pool, the bon/* curve) and PPO along training
+    (its series/* curve), one curve per configuration, points averaged over seeds at each n or
+    iteration, and the fitted α, β of Gao et al. (2022, Fig. 1 and eqs. 1–2)."""
+    caption = ("Gold (panel) and proxy (reward model) reward against √KL(π‖π_ref) for best-of-n along n "
+               "(unbiased estimator over one pool) and PPO along training, with Gao et al.'s (2022) forms "
+               "fitted to the gold gained: best-of-n d(α − βd), RL d(α − β log d), d = √KL.")
+    in_scope = scope(runs, tuple(CURVE_KINDS), exclude=NOT_POLICIES)
+    curves, bad = {}, []
+    for index, row in in_scope.iterrows():
+        prefix = CURVE_KINDS[row["tags.loss"]][0]
+        curve = _run_curve(row, prefix)
+        if curve:
+            curves[index] = curve
+        else:
+            bad.append(index)
+    excluded = excluded_frame(in_scope.loc[bad], pd.Series(
+        [f"no {CURVE_KINDS[in_scope.at[i, 'tags.loss']][0]}* curve logged (best-of-n: loss.pool; PPO: eval.every)"
+         for i in bad], index=bad, dtype=object)) if bad else no_exclusions()
+    usable = in_scope.loc[list(curves)]
+    axes = ["task", "model", "loss", "init", "labels.n", "loss.beta", "loss.n"]
+    rows = []
+    if len(usable):
+        keys, ids = axis_values(usable, axes), config_id(usable)
+        for config, index in ids.groupby(ids, sort=False).groups.items():
+            group = usable.loc[index]
+            base = keys.loc[index[0]].to_dict()
+            loss = str(base["loss"])
+            steps = sorted(set.intersection(*(set(curves[i]) for i in index)))
+            points = []
+            for step in steps:
+                point = {"point": step}
+                for name in OVEROPT_VALUES:
+                    values = [curves[i][step][name] for i in index]
+                    point[name], point[f"{name}_ci95_low"], point[f"{name}_ci95_high"] = (
+                        seed_interval(values) if len(values) >= 2 else (values[0], math.nan, math.nan))
+                points.append(point)
+            d = np.sqrt(np.clip([p["kl"] for p in points], 0, None))
+            origin = points[int(np.argmin(d))]["gold"]
+            alpha, beta = fit_overoptimization(d, np.array([p["gold"] for p in points]) - origin, loss)
+            provenance = _provenance(group, str(config))
+            for point in points:
+                rows.append(base | {"curve": CURVE_KINDS[loss][1]} | point |
+                            {"fit": CURVE_KINDS[loss][2], "fit_alpha": alpha, "fit_beta": beta,
+                             "gold_at_0": origin} | provenance)
+    columns = [*axes, "curve", "point", *(f"{v}{s}" for v in OVEROPT_VALUES for s in ("", "_ci95_low", "_ci95_high")),
+               "fit", "fit_alpha", "fit_beta", "gold_at_0", *PROVENANCE]
+    data = pd.DataFrame(rows, columns=columns)
+    data = data.drop(columns=[a for a in axes if a not in ("task", "loss") and data[a].isna().all()])
     for suffix in ("", "_ci95_low", "_ci95_high"):
-        data[f"sqrt_kl{suffix}"] = np.sqrt(data[f"eval/kl{suffix}"].astype(float).clip(lower=0))
-    return two_per_curve(result)
+        data[f"sqrt_kl{suffix}"] = np.sqrt(data[f"kl{suffix}"].astype(float).clip(lower=0))
+    skip = "" if len(data) else ("no PPO run logged its series (eval.every > 0) and no best-of-n run its pool curve "
+                                 "(loss.pool)")
+    return two_per_curve(TableResult("overoptimization", data.reset_index(drop=True), caption, excluded, skip))
 
 
 def imbalance(runs: pd.DataFrame) -> TableResult:

@@ -74,7 +74,8 @@ def _metrics(rng: np.random.Generator, task: str, loss: str) -> dict[str, float]
 
 def _log(client: MlflowClient, experiment_id: str, store: Store, rng: np.random.Generator, *, task: str,
          loss: str, seed: int = 0, n: int = 1000, beta: float = 0.1, fraction: float = 1.0, bon_n: int = 4,
-         status: str = "FINISHED", minute: int = 0, key: str | None = None) -> Logged:
+         status: str = "FINISHED", minute: int = 0, key: str | None = None,
+         curves: dict[str, list[tuple[int, float]]] | None = None) -> Logged:
     config = f"{task}-{loss}-n{n}-b{beta}-f{fraction}-s{seed}" + (f"-bon{bon_n}" if loss == "best_of_n" else "")
     tags = {"task": task, "model": "tiny", "loss": loss, "labeler": "summary_panel", "labeler.version": "1",
             "seed": str(seed), "experiment": "paper_grid", "sweep.name": "paper", "run_key": key or config,
@@ -90,6 +91,8 @@ def _log(client: MlflowClient, experiment_id: str, store: Store, rng: np.random.
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
                      metrics=[Metric(k, v, TIME0, 1) for k, v in metrics.items()])
+    for key, points in (curves or {}).items():
+        client.log_batch(run_id, metrics=[Metric(key, v, TIME0, step) for step, v in points])
     client.set_terminated(run_id, status=status, end_time=TIME0 + 60_000 * (minute + 1))
     logged = Logged(run_id, tags, metrics, status)
     store.runs.append(logged)
@@ -117,7 +120,36 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     _log(client, exp, store, rng, task="tldr", loss="kto", fraction=0.5, minute=next(minute))
     _log(client, exp, store, rng, task="tldr", loss="best_of_n", n=250, bon_n=4, minute=next(minute))
     _log(client, exp, store, rng, task="tldr", loss="ppo", n=250, beta=0.3, status="FAILED", minute=next(minute))
+    # A task outside the summary table: a DPO frontier over two β, and the over-optimisation
+    # curves (PPO along training, best-of-n along n), gold gained exactly Gao et al.'s forms.
+    for beta in (0.1, 0.3):
+        _log(client, exp, store, rng, task="sentiment", loss="dpo", beta=beta, minute=next(minute))
+    for seed in (0, 1):
+        _log(client, exp, store, rng, task="sentiment", loss="ppo", seed=seed, minute=next(minute),
+             curves=over_curves("series/", "ppo", seed))
+    _log(client, exp, store, rng, task="sentiment", loss="best_of_n", minute=next(minute),
+         curves=over_curves("bon/", "best_of_n", 0))
     return store
+
+
+OVER_STEPS = {"ppo": (0, 2, 4, 6), "best_of_n": (1, 2, 4, 8)}
+OVER_FORM = {"ppo": (1.0, 0.5), "best_of_n": (0.8, 0.2)}  # (α, β)
+
+
+def over_point(loss: str, step: int, seed: int) -> tuple[float, float, float]:
+    """(KL, gold, proxy) at a curve's step: gold = 0.3 + d(α − β f(d)), f = log (RL) or identity (best-of-n)."""
+    kl = 0.25 * step if loss == "ppo" else math.log(step) - (step - 1) / step
+    d = math.sqrt(kl)
+    alpha, beta = OVER_FORM[loss]
+    shape = (math.log(d) if loss == "ppo" else d) if d > 0 else 0.0
+    gold = 0.3 + d * (alpha - beta * shape)
+    return kl, gold, gold + 0.5 * d + 0.01 * seed
+
+
+def over_curves(prefix: str, loss: str, seed: int) -> dict[str, list[tuple[int, float]]]:
+    points = {step: over_point(loss, step, seed) for step in OVER_STEPS[loss]}
+    return {f"{prefix}{key}": [(step, p[i]) for step, p in points.items()]
+            for i, key in enumerate(("kl", "gold_reward", "proxy_reward"))}
 
 
 def report(args: list[str], env_uri: str | None, cwd: Path) -> subprocess.CompletedProcess:
@@ -204,15 +236,29 @@ def test_human_eval_table_numbers(store: Store, reports: Path) -> None:
 
 def test_figure_data_numbers(store: Store, reports: Path) -> None:
     over = read(reports / "overoptimization.csv")
-    assert set(over["loss"]) == {"ppo", "best_of_n"}
-    ppo = store.one(task="cnndm", loss="ppo", run_key="cnndm-ppo-n250-b0.1-f1.0-s0")
-    row = over[over["runs"] == ppo.run_id].iloc[0]
-    assert row["eval/proxy_reward"] == ppo.metrics["eval/proxy_reward"]
-    assert row["sqrt_kl"] == math.sqrt(max(ppo.metrics["eval/kl"], 0.0))
+    assert set(over["loss"]) == {"ppo", "best_of_n"} and set(over["task"]) == {"sentiment"}
+    for loss, curve in (("ppo", "RL"), ("best_of_n", "best-of-n")):
+        rows = over[over["loss"] == loss].sort_values("point")
+        assert list(rows["point"]) == list(OVER_STEPS[loss]) and set(rows["curve"]) == {curve}
+        seeds = (0, 1) if loss == "ppo" else (0,)
+        assert set(rows["n_seeds"]) == {len(seeds)}
+        for _, row in rows.iterrows():
+            points = [over_point(loss, int(row["point"]), s) for s in seeds]
+            assert row["kl"] == pytest.approx(points[0][0])
+            assert row["gold"] == pytest.approx(points[0][1])
+            assert row["proxy"] == pytest.approx(sum(p[2] for p in points) / len(points))
+            assert row["sqrt_kl"] == pytest.approx(math.sqrt(points[0][0]))
+        # The fitted form recovers the α, β the gold was made with.
+        assert (rows["fit_alpha"].iloc[0], rows["fit_beta"].iloc[0]) == pytest.approx(OVER_FORM[loss], abs=1e-9)
+    # PPO runs without a series (the tldr / cnndm ones) are named, not drawn.
+    index = (reports / "index.md").read_text()
+    assert "no series/* curve logged" in index
     frontier = read(reports / "frontier.csv")
-    kto = store.one(task="tldr", loss="kto", run_key="tldr-kto-n1000-b0.1-f0.5-s0")
-    row = frontier[frontier["runs"] == kto.run_id].iloc[0]
-    assert (row["eval/kl"], row["eval/gold_reward"]) == (kto.metrics["eval/kl"], kto.metrics["eval/gold_reward"])
+    assert set(frontier["task"]) == {"sentiment"}  # the only method with two β on its curve
+    dpo = store.one(task="sentiment", loss="dpo", run_key="sentiment-dpo-n1000-b0.3-f1.0-s0")
+    row = frontier[frontier["runs"] == dpo.run_id].iloc[0]
+    assert (row["eval/kl"], row["eval/gold_reward"]) == (dpo.metrics["eval/kl"], dpo.metrics["eval/gold_reward"])
+    assert "one value of loss.beta / loss.n" in index  # e.g. tldr's KTO at β = 0.1 alone
     imbalance = read(reports / "imbalance.csv")
     assert set(imbalance["labels.desirable_fraction"]) == {0.5, 1.0}
     label_count = read(reports / "label_count.csv")
