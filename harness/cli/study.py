@@ -167,7 +167,9 @@ def run(study: Study, working: str, args: argparse.Namespace) -> int:
         identity.close()
 
 
-def report(study: Study, out: str | None) -> list[str]:
+def report(study: Study, out: str | None, given: str) -> list[str]:
+    """Every output from the committed store; `given` is the study as named on the command line
+    (its name, or a path), so the files' regenerate line is the command that made them."""
     from harness.report.query import Selection, load_runs
     from harness.report.render import Provenance, write_report
 
@@ -192,7 +194,7 @@ def report(study: Study, out: str | None) -> list[str]:
         return frame[frame[f"tags.{JOB_TAG}"].map(lambda j: bool(sweeps_of.get(j, set()) & sweeps))]
 
     target = out or study.out
-    command = shlex.join([PROG, "report", study.name, *(["--out", out] if out else [])])
+    command = shlex.join([PROG, "report", given, *(["--out", out] if out else [])])
     return write_report(runs, excluded, Path(target), Provenance(command, selection.describe()), scope)
 
 
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             copied = export_runs(study, working, _scrubber())
             print(f"{PROG}: {len(copied)} finished job(s) copied from {working} into {study.store}")
         else:
-            for line in report(study, args.out):
+            for line in report(study, args.out, args.study):
                 print(line)
     except InputError as err:
         print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
