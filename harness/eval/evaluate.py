@@ -60,6 +60,15 @@ def evaluate_policy(
         metrics |= mean_ci(judge.gold(examples, texts)).as_metrics(f"eval/{name}_gold_reward")
         metrics |= win_rate(judge.compare(examples, trained, texts)).as_metrics(f"eval/winrate_vs_{name}")
         metrics |= text_metrics(examples, texts, "", prefix=f"eval/{name}_")
+    if "reference" in baselines:
+        # The summary table's "% preferred over the reference" for the rows that are not the run's
+        # policy: the initial policy and every other baseline (lead-3), by the same panel.
+        reference = baselines["reference"]
+        metrics |= win_rate(judge.compare(examples, initial, reference)).as_metrics("eval/winrate_init_vs_reference")
+        for name, texts in baselines.items():
+            if name != "reference":
+                metrics |= win_rate(judge.compare(examples, texts, reference)).as_metrics(
+                    f"eval/{name}_winrate_vs_reference")
     table = pd.DataFrame({
         "prompt": [e.prompt for e in examples], "initial": initial, "trained": trained,
         "gold_initial": gold_initial, "gold_trained": gold_trained,

@@ -36,6 +36,8 @@ AXES = {
 METHOD_AXES = ["model", "init", "labels.n", "labels.desirable_fraction", "loss.beta", "loss.n"]
 PROVENANCE = ["n_seeds", "seeds", "runs", "labeler", "config"]
 ROUGE = {"R-1": "rouge1", "R-2": "rouge2", "R-L": "rougeL", "R-AVG": "rouge_avg"}
+PREFERRED = "% preferred vs reference"  # the summary table's panel column (win rate × 100)
+SUMMARY_VALUES = (*ROUGE, PREFERRED)
 NOT_POLICIES = ("reward_model",)  # evaluates the initial policy: no method of its own
 
 
@@ -191,17 +193,22 @@ def _figure_data(name: str, runs: pd.DataFrame, losses: Sequence[str] | None, ne
 
 
 def summarization_table(runs: pd.DataFrame) -> TableResult:
-    """ROUGE on TL;DR and CNN/Daily Mail in the layout of Ziegler et al. (2019), Table 5:
-    zero-shot, supervised, lead-3, RL from N labels, supervised + RL, and DPO / KTO rows;
-    columns `<task> R-1`, `R-2`, `R-L`, `R-AVG` per task. Cells no run logged stay empty."""
-    caption = ("ROUGE F1 of summaries on held-out prompts (Ziegler et al. 2019, Table 5 layout); "
-               "zero-shot is the initial policy, lead-3 the first three sentences of the source.")
+    """ROUGE on TL;DR and CNN/Daily Mail in the layout of Ziegler et al. (2019), Table 5, and the
+    panel's preference over the reference summary: zero-shot (the base model), supervised,
+    lead-3, RL from N labels, supervised + RL, DPO / KTO and best-of-n rows; columns `<task> R-1`,
+    `R-2`, `R-L`, `R-AVG`, `% preferred vs reference` per task. Cells no run logged stay empty."""
+    caption = ("ROUGE F1 of summaries on held-out prompts (Ziegler et al. 2019, Table 5 layout) and % of "
+               "them the simulated panel prefers to the reference summary (the reference itself: 50% by "
+               "definition); zero-shot is the base model, lead-3 the first three sentences of the source.")
     summaries = scope(runs, tasks=SUMMARY_TASKS)
-    methods = scope(summaries, ("sft", "ppo", "dpo", "kto"))
+    methods = scope(summaries, ("sft", "ppo", "dpo", "kto", "best_of_n"))
     usable, excluded = require(methods, [f"eval/{m}" for m in ROUGE.values()])
+    base_init = summaries[summaries.get("tags.init", pd.Series("base", index=summaries.index)).fillna("base") == "base"]
     cells = [*_method_cells(usable),
-             *_baseline_cells(summaries, "zero-shot", "eval/{}_init", ("task", "model"), order=0),
-             *_baseline_cells(summaries, "lead-3", "eval/lead3_{}", ("task",), order=2)]
+             *_baseline_cells(base_init, "zero-shot", {n: f"eval/{k}_init" for n, k in ROUGE.items()}
+                              | {PREFERRED: "eval/winrate_init_vs_reference"}, ("task", "model"), order=0),
+             *_baseline_cells(summaries, "lead-3", {n: f"eval/lead3_{k}" for n, k in ROUGE.items()}
+                              | {PREFERRED: "eval/lead3_winrate_vs_reference"}, ("task",), order=2)]
     if not cells:
         skip = f"no {'/'.join(SUMMARY_TASKS)} run logged ROUGE (eval/rouge1 … or their _init / lead3_ versions)"
         return TableResult("summarization", pd.DataFrame(), caption, excluded, skip)
@@ -209,38 +216,47 @@ def summarization_table(runs: pd.DataFrame) -> TableResult:
 
 
 def _cell(stats_row: pd.Series, label: str, order: tuple) -> dict[str, object]:
+    scale = {PREFERRED: 100.0}
     return {"label": label, "order": order, "task": stats_row["task"], "config": stats_row["config"],
-            "values": {name: [stats_row[f"{name}{s}"] for s in ("", "_ci95_low", "_ci95_high")] for name in ROUGE},
+            "values": {name: [scale.get(name, 1.0) * float(stats_row.get(f"{name}{s}", np.nan))
+                              for s in ("", "_ci95_low", "_ci95_high")] for name in SUMMARY_VALUES},
             "provenance": {p: stats_row[p] for p in PROVENANCE}}
 
 
+METHOD_NAMES = {"sft": "supervised", "dpo": "DPO", "kto": "KTO", "best_of_n": "best-of-n"}
+
+
 def _method_cells(runs: pd.DataFrame) -> list[dict[str, object]]:
-    table = aggregate(runs, ["task", "model", "loss", "init", "labels.n", "loss.beta", "labels.desirable_fraction"],
-                      {name: f"eval/{key}" for name, key in ROUGE.items()})
+    table = aggregate(runs, ["task", "model", "loss", "init", "labels.n", "loss.beta", "labels.desirable_fraction",
+                             "loss.n"],
+                      {name: f"eval/{key}" for name, key in ROUGE.items()} | {PREFERRED: "eval/winrate_vs_reference"})
     if table.empty:
         return []
     rl_after_sft = table["init"].astype(str) == "sft"
     table["method"] = np.where(table["loss"] == "ppo", np.where(rl_after_sft, "supervised + RL", "RL"),
-                               table["loss"].map({"sft": "supervised", "dpo": "DPO", "kto": "KTO"}))
-    rank = {"supervised": 1, "RL": 3, "supervised + RL": 4, "DPO": 5, "KTO": 6}
+                               table["loss"].map(METHOD_NAMES))
+    rank = {"supervised": 1, "RL": 3, "supervised + RL": 4, "DPO": 5, "KTO": 6, "best-of-n": 7}
     cells = []
     for method, rows in table.groupby("method", sort=False):
-        # RL rows always name their label budget (the paper's "RL from N labels").
-        shown = varying(rows, ["model", "loss.beta", "labels.desirable_fraction", *([] if "RL" in method else ["labels.n"])])
+        # RL rows always name their label budget (the paper's "RL from N labels"), best-of-n its n.
+        shown = varying(rows, ["model", "loss.beta", "labels.desirable_fraction",
+                               *([] if "RL" in method else ["labels.n"])])
         for _, row in rows.iterrows():
             parts = [f"{row['labels.n']} labels"] if "RL" in method else []
+            parts += [f"n={row['loss.n']}"] if method == "best-of-n" and pd.notna(row["loss.n"]) else []
             parts += [describe(c, row[c]) for c in shown]
             label = f"{method} ({', '.join(parts)})" if parts else method
             cells.append(_cell(row, label, (rank[method], _sortable(row["labels.n"]), _sortable(row["loss.beta"]))))
     return cells
 
 
-def _baseline_cells(runs: pd.DataFrame, label: str, pattern: str, axes: tuple[str, ...], order: int) -> list[dict]:
+def _baseline_cells(runs: pd.DataFrame, label: str, keys: Mapping[str, str], axes: tuple[str, ...],
+                    order: int) -> list[dict]:
     """A baseline that every run of a task evaluates alike (initial policy, lead-3): per seed
     the latest run that logged it, aggregated over seeds like a method. Runs that did not log
-    it are not excluded from the report; they just do not supply it."""
-    keys = {name: pattern.format(key) for name, key in ROUGE.items()}
-    usable, _ = require(runs, list(keys.values()))
+    its ROUGE are not excluded from the report; they just do not supply it (its other values,
+    `keys` beyond ROUGE, may be missing from older runs: those cells stay empty)."""
+    usable, _ = require(runs, [keys[name] for name in ROUGE])
     if usable.empty:
         return []
     # What fixes the baseline's numbers: its axes, the task's data and the eval settings.
@@ -282,7 +298,7 @@ def _layout(cells: list[dict[str, object]]) -> pd.DataFrame:
         row |= {f"{cell['task']} {p}": v for p, v in cell["provenance"].items()}
     columns = ["method"]
     for task in tasks:
-        columns += [f"{task} {name}{s}" for name in ROUGE for s in ("", "_ci95_low", "_ci95_high")]
+        columns += [f"{task} {name}{s}" for name in SUMMARY_VALUES for s in ("", "_ci95_low", "_ci95_high")]
         columns += [f"{task} {p}" for p in PROVENANCE]
     table = pd.DataFrame(list(rows.values()), columns=columns)
     for task in tasks:

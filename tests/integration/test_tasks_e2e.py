@@ -22,7 +22,8 @@ TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("*_tiny.yaml"))
 # Metrics a task logs besides the eval/* and train/* every run logs; a task not named here is
 # checked for those alone.
 TASK_METRICS = {
-    "tldr_tiny": ["eval/rouge1", "eval/rouge_avg", "eval/copy_fraction", "eval/lead3_gold_reward", "eval/winrate_vs_reference"],
+    "tldr_tiny": ["eval/rouge1", "eval/rouge_avg", "eval/copy_fraction", "eval/lead3_gold_reward", "eval/winrate_vs_reference",
+                  "eval/winrate_init_vs_reference", "eval/lead3_winrate_vs_reference"],
     "cnndm_tiny": ["eval/rouge2", "eval/rougeL", "eval/starts_with_lead", "eval/reference_rouge1"],
 }
 

@@ -147,6 +147,27 @@ def test_summarization_rows_and_empty_cells() -> None:
     assert table.at["lead-3", "tldr runs"] == "ppo1k"  # the latest tldr run supplies the baseline
 
 
+def test_summarization_panel_column_best_of_n_and_a_base_zero_shot() -> None:
+    wins = {"eval/winrate_vs_reference": 0.4, "eval/winrate_init_vs_reference": 0.1,
+            "eval/lead3_winrate_vs_reference": 0.3}
+    sft_init = {"init": "sft"}
+    runs = frame(summary_run("sft", "sft", minute=1, **{k.replace("/", "__"): v for k, v in wins.items()}),
+                 summary_run("bon", "best_of_n", minute=2, tags=sft_init,
+                             **{"eval__winrate_vs_reference": 0.45, "eval__winrate_init_vs_reference": 0.35,
+                                "eval__lead3_winrate_vs_reference": 0.3, "eval__rouge1_init": 0.9}))
+    runs["params.loss.n"] = ["null", "16"]
+    table = summarization_table(runs).data.set_index("method")
+    assert list(table.index) == ["zero-shot", "supervised", "lead-3", "best-of-n (n=16)"]
+    assert table.at["supervised", "tldr % preferred vs reference"] == pytest.approx(40.0)
+    assert table.at["best-of-n (n=16)", "tldr % preferred vs reference"] == pytest.approx(45.0)
+    # Zero-shot is the base model: the run that started from the supervised policy does not supply it.
+    assert table.at["zero-shot", "tldr runs"] == "sft" and table.at["zero-shot", "tldr R-1"] == 0.1
+    assert table.at["zero-shot", "tldr % preferred vs reference"] == pytest.approx(10.0)
+    # Lead-3 is every run's alike: the latest run supplies it.
+    assert table.at["lead-3", "tldr runs"] == "bon"
+    assert table.at["lead-3", "tldr % preferred vs reference"] == pytest.approx(30.0)
+
+
 def test_summarization_supervised_plus_rl_only_when_such_runs_exist() -> None:
     runs = frame(summary_run("rl", "ppo"), summary_run("sft_rl", "ppo", n=250, tags={"init": "sft"}))
     table = summarization_table(runs).data.set_index("method")
