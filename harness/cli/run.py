@@ -184,7 +184,7 @@ def _instantiate(node: DictConfig, key: str) -> Any:
 
 def _given(key: str) -> bool:
     """Whether the command line names `key` (the job's own overrides, sweep points included)."""
-    return HydraConfig.initialized() and _names(HydraConfig.get().overrides.task, key)
+    return HydraConfig.initialized() and overrides_name(HydraConfig.get().overrides.task, key)
 
 
 def refuse_ignored(cfg: DictConfig, method: Method, given: Callable[[str], bool] = _given) -> None:
@@ -391,7 +391,7 @@ def _check_sweep(cfg: DictConfig, loader: Any, config_name: str) -> list[list[st
             job = loader.load_sweep_config(cfg, list(point))
             with open_dict(job):  # what the job function gets: the config without hydra's node
                 del job["hydra"]
-            exp = build_experiment(job, Path(str(cfg.hydra.sweep.dir)), given=lambda key, point=point: _names(point, key))
+            exp = build_experiment(job, Path(str(cfg.hydra.sweep.dir)), given=lambda key, point=point: overrides_name(point, key))
             check(exp)
         except (InputError, HydraException, OmegaConfBaseException) as err:
             changed = " ".join(o for o in point if o not in task) or " ".join(point)
@@ -400,7 +400,7 @@ def _check_sweep(cfg: DictConfig, loader: Any, config_name: str) -> list[list[st
     return [list(p) for p in points]
 
 
-def _names(overrides: Sequence[str], key: str) -> bool:
+def overrides_name(overrides: Sequence[str], key: str) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides)
 
 

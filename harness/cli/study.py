@@ -89,6 +89,21 @@ class Identity:
             self._seen[overrides] = config_hash({k: v for k, v in plain.items() if k not in NOT_IDENTITY})
         return self._seen[overrides]
 
+    def check(self, study: Study, job: Job) -> None:
+        """The job built and checked as `harness` would before running it (run.build_experiment,
+        pipeline.check): a bad point stops the launch before any job runs, as with `harness -m`."""
+        from harness.cli.run import build_experiment, overrides_name
+        from harness.pipeline import check
+
+        overrides = [o for o in study.command(job) if not o.startswith("hydra.")]
+        try:
+            cfg = compose("config", overrides=overrides)
+            check(build_experiment(cfg, Path("outputs") / f"study-{study.name}" / job.id,
+                                   given=lambda key: overrides_name(job.overrides, key)))
+        except (HydraException, OmegaConfBaseException, InputError) as err:
+            raise InputError(f"study job {job.id} ({job.sweep}, seed {job.seed}: {job.describe()}): "
+                             f"{' '.join(str(err).split())}; no job was launched") from None
+
     def close(self) -> None:
         self._context.__exit__(None, None, None)
 
@@ -126,6 +141,9 @@ def run(study: Study, working: str, args: argparse.Namespace) -> int:
             return 0
         if args.limit is not None:
             chosen = chosen[: max(args.limit, 0)]
+        for job in chosen:
+            identity.check(study, job)
+        print(f"{PROG}: the {len(chosen)} job(s) to launch are checked", flush=True)
         env = os.environ | ({"MLFLOW_TRACKING_URI": working})
         env.pop("MLFLOW_EXPERIMENT_NAME", None)
         failed = []

@@ -148,6 +148,15 @@ def test_progress_counts_finished_jobs_of_either_store_and_times_the_rest(tmp_pa
     assert "budgets: 0/4 done; 4 left × 3.0 min (the study file's estimate) ≈ 12 min" in text
 
 
+def refuse_harness(run):  # noqa: ANN001, ANN201 - subprocess.run
+    """subprocess.run, failing the test if it is asked to launch `harness` (git may run)."""
+    def guarded(command, *args, **kwargs):  # noqa: ANN001, ANN202
+        if str(command[0]).endswith("harness"):
+            raise AssertionError(f"launched {command}")
+        return run(command, *args, **kwargs)
+    return guarded
+
+
 def test_run_on_a_complete_store_launches_nothing_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     path = write_study(tmp_path)
@@ -161,10 +170,7 @@ def test_run_on_a_complete_store_launches_nothing_and_says_so(tmp_path: Path, mo
     for job in jobs:
         _log_run(client, study.experiment, study.name, job.id)
 
-    def no_launch(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"launched {args}")
-
-    monkeypatch.setattr(subprocess, "run", no_launch)
+    monkeypatch.setattr(subprocess, "run", refuse_harness(subprocess.run))
     with pytest.raises(SystemExit) as done:
         cli.main(["run", str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'working.db'}"])
     assert done.value.code == 0
@@ -204,3 +210,18 @@ def test_the_export_leaves_no_path_of_this_machine_in_the_committed_store(tmp_pa
     assert run.info.status == "FINISHED" and run.info.end_time - run.info.start_time == 60_000
     with sqlite3.connect(study.store) as db:
         assert {r[0] for r in db.execute("SELECT artifact_location FROM experiments")} <= {"mlartifacts/0", "mlartifacts/1"}
+
+
+def test_a_bad_point_stops_the_launch_before_any_job_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_study(tmp_path, STUDY.replace("loss.beta: [0.1, 0.5]", "loss.beta: [0.1, -1.0]"))
+
+    monkeypatch.setattr(subprocess, "run", refuse_harness(subprocess.run))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'working.db'}"])
+    assert stop.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("harness-study")]
+    assert len(err) == 1 and err[0].startswith("harness-study: error: study job "), err
+    err = err[0]
+    assert "loss.beta: expected a number > 0, got -1.0" in err and "seed 0" in err and "no job was launched" in err
