@@ -11,7 +11,9 @@ One JSON object per line; blank lines are skipped and unknown keys ignored:
     {"prompt": "The film was", "responses": [" great.", " dull."], "choice": 0,
      "annotator": "r7", "id": "pair-001"}
 
-`annotator` and `id` are optional (null counts as absent); `id` defaults to
+A line whose `outcome` is `tie` or `skip` (the labelling page records those, with `choice`
+null) names no better response and is passed over. `annotator` and `id` are optional (null
+counts as absent); `id` defaults to
 "<file stem>-<line number>". Every line compares the same number k of responses (the
 pipeline's labels.k), and a line holds at most MAX_LINE_BYTES. The whole file is validated
 before anything is returned, so a file with one bad line imports nothing; the error names the
@@ -122,8 +124,12 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_line(text: str, path: Path, lineno: int) -> tuple[ComparisonRecord, bool]:
-    """Validate one non-blank line: the record and whether its id is the default; raises _LineError."""
+PASSED_OVER = ("tie", "skip")  # `outcome`s of the labelling page that name no better response
+
+
+def _parse_line(text: str, path: Path, lineno: int) -> tuple[ComparisonRecord | None, bool]:
+    """Validate one non-blank line: the record (None for a tie or a skip) and whether its id is
+    the default; raises _LineError."""
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
@@ -135,6 +141,8 @@ def _parse_line(text: str, path: Path, lineno: int) -> tuple[ComparisonRecord, b
     if not isinstance(obj, dict):
         hint = " (a JSON array file? expected one object per line)" if isinstance(obj, list) else ""
         raise _LineError("record", "a JSON object", _show(obj) + hint)
+    if obj.get("outcome") in PASSED_OVER and obj.get("choice") is None:
+        return None, False
     for key, expected in REQUIRED.items():
         if key not in obj:
             keys = ", ".join(sorted(obj)[:8]) + (", …" if len(obj) > 8 else "")
@@ -180,6 +188,7 @@ def read_comparisons(path: Path) -> list[ComparisonRecord]:
         raise InputError(f"{path}: file: expected a readable JSONL file, found {err.strerror or err}") from None
 
     records: list[ComparisonRecord] = []
+    passed_over = 0
     first_line: dict[str, int] = {}
     offset = 0
     # Split on b"\n" only: str.splitlines would also split at U+2028 etc., which JSON
@@ -202,6 +211,9 @@ def read_comparisons(path: Path) -> list[ComparisonRecord]:
             continue
         try:
             record, default_id = _parse_line(text, path, lineno)
+            if record is None:
+                passed_over += 1
+                continue
             if records and len(record.responses) != len(records[0].responses):  # one k per file
                 expected = f"{len(records[0].responses)} responses like line {records[0].line}"
                 raise _LineError("responses", expected, str(len(record.responses)))
@@ -213,7 +225,8 @@ def read_comparisons(path: Path) -> list[ComparisonRecord]:
         first_line[record.id] = lineno
         records.append(record)
     if not records:
-        found = "an empty file" if not data else "only blank lines"
+        found = ("an empty file" if not data else f"only ties and skips ({passed_over})" if passed_over
+                 else "only blank lines")
         raise InputError(f"{path}: file: expected at least one comparison (one JSON object per line), found {found}")
     return records
 
