@@ -228,6 +228,13 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
         for step, value in points.items():
             exp.tracker.log_metrics({key: value}, step=step)
     exp.tracker.log_table(result.table, "eval_samples.json")
+    # What judging cost (an LLM judge's requests and tokens): the labeler's and the judge's, summed.
+    usage: dict[str, float] = {}
+    for who in {id(exp.labeler): exp.labeler, id(exp.evaluator): exp.evaluator}.values():
+        for key, value in who.usage().items():
+            usage[key] = usage.get(key, 0.0) + value
+    if usage:
+        exp.tracker.log_metrics(usage)
     # What the method trained (policy, reward model) as MLflow models of the run (logger.log_model).
     log_trained_models(exp, trained)
     # The series' gold peak during training (eval/series.py, logged by its callback) joins the

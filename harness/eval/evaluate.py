@@ -44,8 +44,10 @@ def evaluate_policy(
     gold_initial = judge.gold(examples, initial)
     outcomes = judge.compare(examples, trained, initial)
     metrics: dict[str, float] = {}
-    metrics |= mean_ci(gold_trained).as_metrics("eval/gold_reward")
-    metrics |= mean_ci(gold_initial).as_metrics("eval/gold_reward_init")
+    # A judge without a noise-free reward (an LLM judge) gives no gold: win rates only.
+    if gold_trained is not None and gold_initial is not None:
+        metrics |= mean_ci(gold_trained).as_metrics("eval/gold_reward")
+        metrics |= mean_ci(gold_initial).as_metrics("eval/gold_reward_init")
     metrics |= win_rate(outcomes).as_metrics("eval/winrate_vs_init")
     metrics |= mean_ci(kl).as_metrics("eval/kl")
     metrics["eval/length"] = float(np.mean([len(r) for r in trained_ids]))
@@ -57,7 +59,9 @@ def evaluate_policy(
     metrics |= text_metrics(examples, initial, "_init")
     baselines = baseline_texts(examples) if baseline_texts else {}
     for name, texts in baselines.items():
-        metrics |= mean_ci(judge.gold(examples, texts)).as_metrics(f"eval/{name}_gold_reward")
+        gold = judge.gold(examples, texts)
+        if gold is not None:
+            metrics |= mean_ci(gold).as_metrics(f"eval/{name}_gold_reward")
         metrics |= win_rate(judge.compare(examples, trained, texts)).as_metrics(f"eval/winrate_vs_{name}")
         metrics |= text_metrics(examples, texts, "", prefix=f"eval/{name}_")
     if "reference" in baselines:
@@ -71,7 +75,8 @@ def evaluate_policy(
                     f"eval/{name}_winrate_vs_reference")
     table = pd.DataFrame({
         "prompt": [e.prompt for e in examples], "initial": initial, "trained": trained,
-        "gold_initial": gold_initial, "gold_trained": gold_trained,
+        "gold_initial": gold_initial if gold_initial is not None else np.nan,
+        "gold_trained": gold_trained if gold_trained is not None else np.nan,
         "trained_wins": outcomes, "kl": kl,
     })
     return EvalResult(metrics, table)

@@ -30,6 +30,11 @@ class Labeler:
     def gold(self, examples: Sequence[Example], responses: Sequence[str]) -> np.ndarray | None:
         return None
 
+    def usage(self) -> dict[str, float]:
+        """What judging cost so far, as metrics (an LLM judge: judge/requests, judge/*_tokens, …);
+        logged at the end of a run. None for labelers that cost nothing to ask."""
+        return {}
+
     def as_examples(self) -> Any:
         """Comparisons that come with their prompts and responses (labelers.file.FileExamples);
         None for labelers that label the policy's samples."""

@@ -1,0 +1,80 @@
+"""The LLM judge (harness/labelers/llm_judge.py) against a local OpenAI-compatible server made
+for the test: both orders asked, position bias cancelled to a tie, answers cached by content,
+retries, token use counted, the key read from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.errors import InputError
+from harness.labelers.llm_judge import LLMJudge
+from harness.tasks.base import Example
+from tests.fake_openai import KEY, Judge, serve
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Judge]]:
+    with serve() as running:
+        yield running
+
+
+def make(url: str, tmp_path: Path, **kw: object) -> LLMJudge:
+    return LLMJudge(name="llm_judge", version="1", model="judge-model", base_url=url, api_key_env="TEST_JUDGE_KEY",
+                    task="sentiment", templates={"sentiment": "Which is more positive?", "default": "Which?"},
+                    cache_dir=str(tmp_path / "judgements"), **{"max_retries": 2, "timeout": 10.0} | kw)
+
+
+def examples(n: int, prompt: str = "The film was") -> list[Example]:
+    return [Example(f"e{i}", f"{prompt} {i}") for i in range(n)]
+
+
+def test_both_orders_asked_position_bias_is_a_tie_and_answers_are_cached(
+        server: tuple[str, Judge], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, fake = server
+    monkeypatch.setenv("TEST_JUDGE_KEY", KEY)
+    judge = make(url, tmp_path)
+    pairs = [(" good fun.", " dull."), (" dull.", " good fun."), (" dull.", " flat.")]  # the last: no "good"
+    labels = judge.label(examples(3), pairs, np.random.default_rng(0))
+    assert len(fake.requests) == 6  # two orders per pair
+    assert "Which is more positive?" in fake.requests[0] and "Response A:\n good fun." in fake.requests[0]
+    assert list(labels.choice[:2]) == [0, 1]
+    assert labels.votes[:, 2].tolist() == [0, 1]  # "A" both times: a for one order, b for the other
+    assert labels.agreement == pytest.approx(2 / 3)
+    assert judge.compare(examples(3), [p[0] for p in pairs], [p[1] for p in pairs]).tolist() == [1.0, 0.0, 0.5]
+    assert len(fake.requests) == 6  # every answer came from the cache
+    usage = judge.usage()
+    assert usage["judge/requests"] == 6 and usage["judge/cached"] == 6
+    assert usage["judge/prompt_tokens"] == 300 and usage["judge/completion_tokens"] == 12
+    # Another judge (another run) over the same texts asks nothing either.
+    again = make(url, tmp_path)
+    again.compare(examples(3), [p[0] for p in pairs], [p[1] for p in pairs])
+    assert len(fake.requests) == 6 and again.usage()["judge/cached"] == 6
+
+
+def test_a_failed_request_is_retried_and_one_that_keeps_failing_stops_the_run(
+        server: tuple[str, Judge], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, fake = server
+    monkeypatch.setenv("TEST_JUDGE_KEY", KEY)
+    judge = make(url, tmp_path, concurrency=1)
+    assert judge.compare(examples(1, "flaky"), [" good."], [" bad."]).tolist() == [1.0]
+    assert len(fake.requests) == 4  # each order failed once, then answered on the retry
+    with pytest.raises(InputError, match=r"127\.0\.0\.1.*\(judge-model\) failed after 1 retries: InternalServerError"):
+        make(url, tmp_path, max_retries=1).compare(examples(1, "down"), [" good."], [" bad."])
+    assert not list((tmp_path / "judgements").glob("*/*down*"))
+
+
+def test_the_key_comes_from_the_environment_and_k_is_two(server: tuple[str, Judge], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = server
+    monkeypatch.delenv("TEST_JUDGE_KEY", raising=False)
+    with pytest.raises(InputError, match="TEST_JUDGE_KEY holds no API key"):
+        make(url, tmp_path).compare(examples(1), [" a"], [" b"])
+    monkeypatch.setenv("TEST_JUDGE_KEY", KEY)
+    with pytest.raises(InputError, match="labels.k=2"):
+        make(url, tmp_path).label(examples(1), [(" a", " b", " c")], np.random.default_rng(0))
+    with pytest.raises(InputError, match="a question for task 'sentiment' or a `default` one"):
+        LLMJudge(name="j", version="1", model="m", base_url=url, api_key_env="K", task="sentiment",
+                 templates={"tldr": "?"}, cache_dir=str(tmp_path))
