@@ -15,3 +15,18 @@ class Stopped(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class AwaitingLabels(Exception):
+    """A run reached labels that people have not given yet (labeler=human): the pending
+    comparisons are in `queue`, answers go to `labels`; the CLI says how to serve the page and
+    exits 3, and the same command continues once they are in."""
+
+    EXIT = 3
+
+    def __init__(self, queue: object, labels: object, pending: int, added: int, host: str = "127.0.0.1",
+                 port: int = 8765) -> None:
+        self.queue, self.labels, self.pending, self.added, self.host, self.port = queue, labels, pending, added, host, port
+        super().__init__(f"{pending} comparisons need labels from people ({added} new in {queue}); serve them with "
+                         f"`harness-label serve {queue} {labels} --port {port}` (http://{host}:{port}/), then run "
+                         "the same command again")

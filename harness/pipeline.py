@@ -21,7 +21,7 @@ from filelock import FileLock
 
 from harness import precision, stages
 from harness.cache import ArtifactCache
-from harness.errors import InputError, Stopped
+from harness.errors import AwaitingLabels, InputError, Stopped
 from harness.eval.evaluate import evaluate_policy
 from harness.eval.metrics import mean_ci
 from harness.eval.series import SUMMARY_KEYS as SERIES_SUMMARY
@@ -59,6 +59,9 @@ def check(exp: Experiment) -> Prepared:
                              f"set labels.k={imported.k}")
     else:
         train_examples = task.examples("train")
+        if exp.judge is None and not callable(getattr(exp.labeler, "compare", None)):
+            raise InputError(f"labeler={exp.labeler.name} gives labels but no judgement to evaluate with; choose a "
+                             "judge, e.g. labeler@judge=sentiment_panel")
     if n > len(train_examples):
         where = f"comparisons in {source}" if imported else f"train prompts of task {task.name}"
         raise InputError(f"labels.n={n} is larger than the {len(train_examples)} {where}")
@@ -151,7 +154,9 @@ def _tracked(exp: Experiment, prepared: Prepared, key: str | None) -> dict[str, 
             metrics = _run_stages(exp, prepared)
     except BaseException as err:
         # Stopped by a signal or Ctrl-C: KILLED (the same command resumes it); anything else FAILED.
-        exp.tracker.end("KILLED" if isinstance(err, (KeyboardInterrupt, Stopped)) else "FAILED")
+        if isinstance(err, AwaitingLabels):  # resumable: the same command continues once people have answered
+            exp.tracker.set_tags({"awaiting_labels": str(err.pending)})
+        exp.tracker.end("KILLED" if isinstance(err, (KeyboardInterrupt, Stopped, AwaitingLabels)) else "FAILED")
         raise
     finally:
         if monitor is not None:

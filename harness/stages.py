@@ -33,7 +33,7 @@ from harness.cache import ArtifactCache, config_hash, is_complete, stage_seed
 from harness.data.collate import pack
 from harness.data.pairs import partner_group
 from harness.data.preference import ComparisonGroup, GroupCollator, ListDataModule
-from harness.errors import InputError
+from harness.errors import AwaitingLabels, InputError
 from harness.experiment import EvalSettings, Experiment, Labelled, Prepared, RewardModelSettings, TrainContext
 from harness.models.forward import batched_logps
 from harness.models.loading import freeze_lower_layers, load_causal_lm
@@ -233,6 +233,7 @@ def labels(exp: Experiment, cache: ArtifactCache, progress: ProgressBar,
     rows: list[dict[str, Any]] = []
     train = exp.task.examples("train")
     meta: dict[str, Any] = {}
+    waiting: list[AwaitingLabels] = []
     for (start, stop), chunk in zip(chunks(exp, exp.labels.n), sampled):
 
         def build(out: Path, start: int = start, stop: int = stop, chunk: Sequence[Mapping[str, Any]] = chunk) -> None:
@@ -242,15 +243,25 @@ def labels(exp: Experiment, cache: ArtifactCache, progress: ProgressBar,
             progress.advance(task_id)
             provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            # Each prompt's votes: a panel's (A, N) array by column, or people's lists as given.
+            votes = result.votes.T.tolist() if isinstance(result.votes, np.ndarray) else result.votes
             write_jsonl(out / "labels.jsonl", [
-                {"id": s["id"], "choice": int(c), "votes": v.tolist()} | provenance
-                for s, c, v in zip(chunk, result.choice, result.votes.T)
+                {"id": s["id"], "choice": int(c), "votes": list(v)} | provenance
+                for s, c, v in zip(chunk, result.choice, votes)
             ])
             (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
 
-        path = cache.get_or_build("labels", labels_chunk_spec(exp, start), build)
+        try:
+            path = cache.get_or_build("labels", labels_chunk_spec(exp, start), build)
+        except AwaitingLabels as wait:  # people's labels: gather every chunk's pending ones, then stop
+            waiting.append(wait)
+            continue
         rows += read_jsonl(path / "labels.jsonl")
         meta = json.loads((path / "meta.json").read_text())
+    if waiting:
+        w = waiting[0]
+        raise AwaitingLabels(w.queue, w.labels, sum(x.pending for x in waiting), sum(x.added for x in waiting),
+                             w.host, w.port)
     rows = rows[: exp.labels.n]
     # Agreement over the prompts used: the mean over prompts of the annotator pairs that agree.
     agreement = (float(np.mean([row_agreement(r["votes"]) for r in rows]))

@@ -27,7 +27,7 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 
 from harness import precision
 from harness.cache import check_cache_dir, config_hash, content_digest
-from harness.errors import InputError, Stopped
+from harness.errors import AwaitingLabels, InputError, Stopped
 from harness.experiment import (
     EvalSettings,
     Experiment,
@@ -304,6 +304,9 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
         metrics = run_experiment(exp)
     except InputError as err:
         fail(str(err))  # bad input is the user's to fix: one line, no traceback
+    except AwaitingLabels as wait:
+        print(f"harness: waiting for labels: {wait}", file=sys.stderr)
+        sys.exit(AwaitingLabels.EXIT)
     except Stopped as stop:
         print(f"harness: stopped by {stop}: its MLflow run (if one had started) is marked KILLED; the same command "
               "resumes it", file=sys.stderr)

@@ -39,7 +39,9 @@ def test_both_orders_asked_position_bias_is_a_tie_and_answers_are_cached(
     pairs = [(" good fun.", " dull."), (" dull.", " good fun."), (" dull.", " flat.")]  # the last: no "good"
     labels = judge.label(examples(3), pairs, np.random.default_rng(0))
     assert len(fake.requests) == 6  # two orders per pair
-    assert "Which is more positive?" in fake.requests[0] and "Response A:\n good fun." in fake.requests[0]
+    assert all(r.startswith("Which is more positive?") for r in fake.requests)  # the task's question
+    first = [r for r in fake.requests if "Prompt:\nThe film was 0\n" in r]  # the first pair, both orders
+    assert sorted(r.split("Response A:\n")[1].split("\n")[0] for r in first) == [" dull.", " good fun."]
     assert list(labels.choice[:2]) == [0, 1]
     assert labels.votes[:, 2].tolist() == [0, 1]  # "A" both times: a for one order, b for the other
     assert labels.agreement == pytest.approx(2 / 3)

@@ -1,0 +1,117 @@
+"""People as the labeler (`labeler=human`), through the labelling page (`harness-label serve`).
+
+When a run needs labels for its samples, the comparisons nobody has answered yet are added to
+the queue (`<dir>/queue.jsonl`) and the run stops with AwaitingLabels (exit 3, its MLflow run
+KILLED: resumable), printing the command that serves the page. People answer on the page, which
+appends to `<dir>/labels.jsonl`; the same command run again finds the answers and goes on from
+where it stopped (the samples are cached artifacts: nothing is drawn again).
+
+A comparison is an item whose id is a hash of its prompt and responses (so runs that sample the
+same texts share answers, and other texts are other items). It is answered once someone chose
+a response or called it a tie; a skip leaves it pending. Its label is the majority of the
+choices (a tie between choices, or only ties, is broken at random with the stage's seed, as the
+panel breaks its ties); its votes are every person's choice, so the labels' agreement is the
+people's. Humans give no gold reward: a run names a panel (or the LLM judge) as
+labeler@judge for its evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+from harness.errors import AwaitingLabels
+from harness.labelers.base import Labeler
+from harness.labelers.panel import PanelLabels
+from harness.tasks.base import Example
+
+QUEUE, LABELS = "queue.jsonl", "labels.jsonl"
+
+
+def item_id(prompt: str, responses: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps([prompt, list(responses)], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def read_answers(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """item → the answers recorded for it (a torn last line of a killed writer is not one)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not path.exists():
+        return found
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        try:
+            answer = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(answer, dict) and isinstance(answer.get("item"), str):
+            found.setdefault(answer["item"], []).append(answer)
+    return found
+
+
+@dataclass
+class HumanLabeler(Labeler):
+    dir: str
+    name: str = "human"
+    version: str = "1"
+    host: str = "127.0.0.1"
+    port: int = 8765
+
+    @property
+    def queue(self) -> Path:
+        return Path(self.dir).expanduser() / QUEUE
+
+    @property
+    def labels(self) -> Path:
+        return Path(self.dir).expanduser() / LABELS
+
+    def label(self, examples: Sequence[Example], candidates: Sequence[Sequence[str]],
+              rng: np.random.Generator) -> PanelLabels:
+        items = [{"id": item_id(e.prompt, c), "prompt": e.prompt, "responses": list(c)}
+                 for e, c in zip(examples, candidates)]
+        answers = read_answers(self.labels)
+        choices, votes, pending = [], [], []
+        for item in items:
+            given = answers.get(item["id"], [])
+            picked = [int(a["choice"]) for a in given if a.get("outcome") == "choice" and a.get("choice") is not None]
+            ties = sum(1 for a in given if a.get("outcome") == "tie")
+            if not picked and not ties:
+                pending.append(item)
+                continue
+            k = len(item["responses"])
+            counts = np.bincount(picked, minlength=k) if picked else np.zeros(k, dtype=int)
+            top = np.flatnonzero(counts == counts.max())
+            choices.append(int(top[rng.integers(len(top))]))
+            votes.append(picked)
+        if pending:
+            added = self._enqueue(pending)
+            raise AwaitingLabels(self.queue, self.labels, len(pending), added, self.host, self.port)
+        agreement = [np.mean([v[i] == v[j] for i in range(len(v)) for j in range(i + 1, len(v))])
+                     for v in votes if len(v) > 1]
+        return PanelLabels(choice=np.array(choices), votes=votes,  # type: ignore[arg-type]
+                           agreement=float(np.mean(agreement)) if agreement else 1.0)
+
+    def _enqueue(self, items: list[dict[str, Any]]) -> int:
+        """Append the items the queue does not hold yet; the number added."""
+        self.queue.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.queue) + ".lock"):
+            held = set()
+            if self.queue.exists():
+                for line in self.queue.read_text(encoding="utf-8").split("\n"):
+                    if line.strip():
+                        held.add(json.loads(line).get("id"))
+            new = [i for i in items if i["id"] not in held]
+            if new:
+                fd = os.open(self.queue, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in new).encode("utf-8"))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        return len(new)
