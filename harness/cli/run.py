@@ -106,6 +106,31 @@ def check_config(cfg: DictConfig) -> None:
         value = trainer.get(name)
         if value is not None and value != -1 and value < 1:
             raise InputError(f"trainer.{name}: expected -1 (no limit) or an integer ≥ 1, got {value}")
+    check_devices(trainer)
+
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def check_devices(trainer: dict[str, Any]) -> None:
+    """Refuse, in one line, what would otherwise fail deep in a run or hang: a GPU asked for where
+    torch sees none, and more than one device or process (each rank would run the whole pipeline
+    again and wait on the job lock rank 0 holds)."""
+    import torch
+
+    accelerator = str(trainer.get("accelerator", "cpu")).lower()
+    if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
+        raise InputError(f"trainer.accelerator={accelerator}: torch {torch.__version__} sees no CUDA GPU on this "
+                         "machine; use trainer=cpu")
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if devices == "auto":
+        devices = torch.cuda.device_count() if accelerator in GPU_ACCELERATORS else 1
+    several = (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, str)) and len(
+        [d for d in str(devices).replace("[", "").replace("]", "").split(",") if d.strip()]) > 1) or (nodes or 1) > 1
+    if several or trainer.get("strategy") not in (None, "auto"):
+        raise InputError(f"trainer.devices={trainer.get('devices')}, trainer.num_nodes={nodes}, "
+                         f"trainer.strategy={trainer.get('strategy', 'auto')}: one process on one device only for "
+                         "now (multi-process training is not supported yet); set trainer.devices=1")
 
 
 def _source_key(node: DictConfig | ListConfig, key: Any, full: str) -> str:
