@@ -97,8 +97,21 @@ class ResumableBatches:
         self.epoch, self._skip = int(state["epoch"]), int(state["consumed"])
 
 
+def frozen_keys(module: Any) -> set[str]:
+    """The state_dict keys of parameters that do not train (frozen blocks, a frozen reference):
+    the same as the base model they were built from, so a checkpoint need not hold them."""
+    return {name for name, p in module.named_parameters() if not p.requires_grad}
+
+
 class Checkpointing(Callback):
-    """Save `path` (atomically) every `every` training batches and when training ends."""
+    """Save `path` (atomically) every `every` training batches and when training ends.
+
+    A checkpoint holds what trains: the trainable parameters, buffers, optimiser and loop state,
+    not the frozen parameters (a SmolLM2 run with 15 of 30 blocks trained, or a frozen reference
+    beside the policy, would otherwise store the whole model each time). A resumed run rebuilds
+    the module from its base model, as the first attempt did, and loads the rest over it; keys
+    are checked both ways, so a checkpoint of another module is refused rather than half loaded.
+    """
 
     def __init__(self, path: Path, every: int) -> None:
         if every < 1:
@@ -119,6 +132,21 @@ class Checkpointing(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.strict_loading = False  # the frozen parameters are not in the checkpoint: checked below
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        frozen = frozen_keys(pl_module)
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        expected = set(pl_module.state_dict()) - frozen_keys(pl_module)
+        found = set(checkpoint.get("state_dict", {}))
+        if found != expected:
+            missing, unexpected = sorted(expected - found)[:3], sorted(found - expected)[:3]
+            raise ValueError(f"checkpoint {self.path}: does not match the module it resumes (missing {missing}, "
+                             f"unexpected {unexpected})")
 
     def save(self, trainer: L.Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
