@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
 
 
@@ -98,9 +99,11 @@ class ResumableBatches:
 
 
 def frozen_keys(module: Any) -> set[str]:
-    """The state_dict keys of parameters that do not train (frozen blocks, a frozen reference):
-    the same as the base model they were built from, so a checkpoint need not hold them."""
-    return {name for name, p in module.named_parameters() if not p.requires_grad}
+    """The state_dict keys of parameters that do not train (frozen blocks, a frozen reference),
+    every name of a tied one included (SmolLM2's output layer is its embedding): the same as the
+    base model they were built from, so a checkpoint need not hold them."""
+    return {name for name, value in module.state_dict(keep_vars=True).items()
+            if isinstance(value, torch.nn.Parameter) and not value.requires_grad}
 
 
 class Checkpointing(Callback):

@@ -72,3 +72,12 @@ def test_a_checkpoint_of_another_module_is_refused(tmp_path: Path) -> None:
     torch.save(saved, path)
     with pytest.raises(ValueError, match=r"does not match the module it resumes .*unexpected \['extra.weight'\]"):
         trainer(path, 2).fit(Two(), loader(), ckpt_path=str(path), weights_only=False)
+
+
+def test_every_name_of_a_tied_frozen_parameter_is_left_out() -> None:
+    from harness.data.resumable import frozen_keys
+
+    module = Two()
+    module.head = torch.nn.Linear(16, 16, bias=False)
+    module.head.weight = module.bottom.weight  # tied, as SmolLM2's output layer is its embedding
+    assert frozen_keys(module) == {"bottom.weight", "bottom.bias", "head.weight"}
