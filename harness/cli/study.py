@@ -141,6 +141,7 @@ def run(study: Study, working: str, args: argparse.Namespace) -> int:
             return 0
         if args.limit is not None:
             chosen = chosen[: max(args.limit, 0)]
+        print(f"{PROG}: checking the {len(chosen)} job(s) to launch", flush=True)
         for job in chosen:
             identity.check(study, job)
         print(f"{PROG}: the {len(chosen)} job(s) to launch are checked", flush=True)
@@ -154,7 +155,10 @@ def run(study: Study, working: str, args: argparse.Namespace) -> int:
             if args.dry_run:
                 continue
             started = time.perf_counter()
-            code = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+            try:
+                code = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+            except KeyboardInterrupt:  # Ctrl-C reaches the job too: it marks its run KILLED
+                code = 128 + signal.SIGINT
             minutes = (time.perf_counter() - started) / 60
             if code in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM):
                 print(f"{PROG}: job {job.id} was stopped after {minutes:.1f} min; the same command resumes it")
