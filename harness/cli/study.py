@@ -155,9 +155,14 @@ def run(study: Study, working: str, args: argparse.Namespace) -> int:
             if args.dry_run:
                 continue
             started = time.perf_counter()
+            job_process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
             try:
-                code = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=False).returncode
-            except KeyboardInterrupt:  # Ctrl-C reaches the job too: it marks its run KILLED
+                code = job_process.wait()
+            except KeyboardInterrupt:  # Ctrl-C reaches the job too: let it mark its run KILLED
+                try:
+                    job_process.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    job_process.kill()
                 code = 128 + signal.SIGINT
             minutes = (time.perf_counter() - started) / 60
             if code in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM):
