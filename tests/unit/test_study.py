@@ -148,13 +148,17 @@ def test_progress_counts_finished_jobs_of_either_store_and_times_the_rest(tmp_pa
     assert "budgets: 0/4 done; 4 left × 3.0 min (the study file's estimate) ≈ 12 min" in text
 
 
-def refuse_harness(run):  # noqa: ANN001, ANN201 - subprocess.run
-    """subprocess.run, failing the test if it is asked to launch `harness` (git may run)."""
-    def guarded(command, *args, **kwargs):  # noqa: ANN001, ANN202
-        if str(command[0]).endswith("harness"):
-            raise AssertionError(f"launched {command}")
-        return run(command, *args, **kwargs)
-    return guarded
+def refuse_harness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything launches `harness` (git may run)."""
+    popen = subprocess.Popen
+
+    class Guarded(popen):  # type: ignore[misc, valid-type]
+        def __init__(self, command, *args, **kwargs):  # noqa: ANN001, ANN204
+            if str(command[0]).endswith("harness"):
+                raise AssertionError(f"launched {command}")
+            super().__init__(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Guarded)
 
 
 def test_run_on_a_complete_store_launches_nothing_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -170,7 +174,7 @@ def test_run_on_a_complete_store_launches_nothing_and_says_so(tmp_path: Path, mo
     for job in jobs:
         _log_run(client, study.experiment, study.name, job.id)
 
-    monkeypatch.setattr(subprocess, "run", refuse_harness(subprocess.run))
+    refuse_harness(monkeypatch)
     with pytest.raises(SystemExit) as done:
         cli.main(["run", str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'working.db'}"])
     assert done.value.code == 0
@@ -216,7 +220,7 @@ def test_a_bad_point_stops_the_launch_before_any_job_runs(tmp_path: Path, monkey
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     path = write_study(tmp_path, STUDY.replace("loss.beta: [0.1, 0.5]", "loss.beta: [0.1, -1.0]"))
 
-    monkeypatch.setattr(subprocess, "run", refuse_harness(subprocess.run))
+    refuse_harness(monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stop:
         cli.main(["run", str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'working.db'}"])
