@@ -177,7 +177,7 @@ def read(path: Path) -> pd.DataFrame:
 def test_summarization_table_numbers(store: Store, reports: Path) -> None:
     table = read(reports / "summarization.csv").set_index("method")
     assert list(table.index) == ["zero-shot", "supervised", "lead-3", "RL (250 labels)", "RL (1000 labels)", "DPO",
-                                 "KTO (desirable fraction=0.5)", "KTO (desirable fraction=1.0)"]
+                                 "KTO (desirable fraction=0.5)", "KTO (desirable fraction=1.0)", "best-of-n (n=4)"]
     for task in ("tldr", "cnndm"):
         sft = store.find(task=task, loss="sft")[-1]  # the later of the two tldr sft runs
         assert table.at["supervised", f"{task} R-1"] == sft.metrics["eval/rouge1"]
