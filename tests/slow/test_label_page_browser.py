@@ -9,7 +9,6 @@ does) and Selenium (the dev extra); skipped with the reason when one is missing.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,26 +21,16 @@ from pathlib import Path
 import pytest
 
 from harness.labelers.file import read_comparisons
+from tests.browser import CHROMEDRIVER, CHROMIUM, missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _binary(name: str) -> str | None:
-    return shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
-
-
-CHROMIUM, CHROMEDRIVER = _binary("chromium"), _binary("chromedriver")
-try:
+if missing is not None:
+    pytestmark.append(pytest.mark.skip(reason=missing))
+else:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-except ImportError:
-    webdriver = None
-if webdriver is None:
-    pytestmark.append(pytest.mark.skip(reason="selenium is not installed (pip install -e '.[dev]')"))
-elif CHROMIUM is None or CHROMEDRIVER is None:
-    pytestmark.append(pytest.mark.skip(
-        reason="no chromium or chromedriver on PATH or in /usr/bin (apt-get install chromium chromium-driver)"))
+
 
 ITEMS = [{"id": f"q{i}", "prompt": f"Prompt {i}: the film was",
           "responses": [f" great ({i}).", f" <b>dull</b> ({i})."]} for i in range(6)]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +41,7 @@ import mlflow
 import pytest
 
 from harness.tracking import EXPERIMENT_KIND_TAG as KIND_TAG
+from tests.browser import CHROMEDRIVER, CHROMIUM, missing
 from harness.tracking import MODEL_TRAINING, experiment_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a sweep, a server and a browser: ~2 min
@@ -60,22 +60,8 @@ RUN_NAME_HEADER = '[role="columnheader"] [data-testid="sort-header-Run Name"]'
 DATASET_BUTTON = '[data-testid="open-dataset-drawer"]'
 
 
-def _binary(name: str) -> str | None:
-    """`name` on PATH, else Debian's /usr/bin/`name`."""
-    return shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
-
-
-CHROMIUM, CHROMEDRIVER = _binary("chromium"), _binary("chromedriver")
-try:
-    import selenium  # noqa: F401
-except ImportError:
-    selenium = None
-
-if selenium is None:
-    pytestmark.append(pytest.mark.skip(reason="selenium is not installed (pip install -e '.[dev]')"))
-elif CHROMIUM is None or CHROMEDRIVER is None:
-    pytestmark.append(pytest.mark.skip(
-        reason="no chromium or chromedriver on PATH or in /usr/bin (apt-get install chromium chromium-driver)"))
+if missing is not None:
+    pytestmark.append(pytest.mark.skip(reason=missing))
 else:
     from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
