@@ -43,8 +43,6 @@ from harness.errors import InputError
 
 STUDIES = Path(__file__).resolve().parent / "studies"
 NAME_TAG, JOB_TAG = "study.name", "study.job"
-# What the runner adds to a job's command line (bookkeeping: not part of a job's id).
-STUDY_KEYS = ("study.name", "study.job", "logger.experiment_name")
 
 
 def _override_key(override: str) -> str:
