@@ -30,6 +30,8 @@ else:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
 
 
 ITEMS = [{"id": f"q{i}", "prompt": f"Prompt {i}: the film was",
@@ -80,6 +82,16 @@ def _progress(driver) -> str:  # noqa: ANN001 - a WebDriver
     return driver.find_element(By.ID, "progress").text
 
 
+def _press(driver, button: str) -> None:  # noqa: ANN001 - a WebDriver
+    """Click a submit button and wait for the page it leads to (POST, redirect, GET): a click
+    returns before the navigation it starts, so reading the page at once can read the old one
+    or a node that is being replaced."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, button).click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def test_people_label_in_a_browser_and_no_answer_is_lost(tmp_path: Path, browsers: list) -> None:
     (tmp_path / "queue.jsonl").write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
     port = _free_port()
@@ -93,12 +105,12 @@ def test_people_label_in_a_browser_and_no_answer_is_lost(tmp_path: Path, browser
         assert any("<b>dull</b>" in e.text for e in ann.find_elements(By.CLASS_NAME, "response"))
         # Ann and Bob answer in turns, each in their own browser, the same items at the same time.
         for step in range(3):
-            ann.find_element(By.ID, "choose-0").click()
-            bob.find_element(By.ID, "tie" if step == 1 else "choose-1").click()
+            _press(ann, "choose-0")
+            _press(bob, "tie" if step == 1 else "choose-1")
         assert _progress(ann) == "ann: 3 of 6 labelled"
         ann.refresh()  # a reload shows the next item, and does not answer anything
         assert _progress(ann) == "ann: 3 of 6 labelled"
-        ann.find_element(By.ID, "skip").click()
+        _press(ann, "skip")
         assert _progress(ann) == "ann: 4 of 6 labelled" and _progress(bob) == "bob: 3 of 6 labelled"
     finally:
         server.send_signal(signal.SIGKILL)  # no shutdown hook gets to run
