@@ -55,13 +55,15 @@ class SamplingSettings:
 @dataclass(frozen=True)
 class LabelSettings:
     """`labels.*`: the label budget `n` (comparisons, one per prompt), `k` responses per
-    comparison (4 = the paper's best-of-4), and the share of chosen responses kept for
+    comparison (4 = the paper's best-of-4), the share of chosen responses kept for
     training (KTO paper's imbalance experiment: KTO loses desirable examples, pairwise
-    objectives the pairs built on them)."""
+    objectives the pairs built on them), and the `rounds` the budget is collected in (1:
+    offline, every label on the initial policy's samples; R > 1: online, harness/online.py)."""
 
     n: int
     k: int
     desirable_fraction: float
+    rounds: int = 1
 
     def __post_init__(self) -> None:
         check_fields(self, "labels")
@@ -69,6 +71,18 @@ class LabelSettings:
         check("labels.k", self.k >= 2, "an integer ≥ 2", self.k)
         check("labels.desirable_fraction", 0 < self.desirable_fraction <= 1, "a fraction in (0, 1]",
               self.desirable_fraction)
+        check("labels.rounds", 1 <= self.rounds <= self.n, f"an integer in 1..labels.n ({self.n})", self.rounds)
+
+    def round_bounds(self) -> list[tuple[int, int]]:
+        """The budget split across rounds: round r labels prompts [start, stop) of the first n,
+        the n prompts cut as evenly as whole prompts allow (the earlier rounds get the extra)."""
+        base, extra = divmod(self.n, self.rounds)
+        bounds, start = [], 0
+        for r in range(self.rounds):
+            stop = start + base + (1 if r < extra else 0)
+            bounds.append((start, stop))
+            start = stop
+        return bounds
 
 
 INIT_POLICIES = ("base", "sft")
@@ -301,6 +315,9 @@ class Method:
     """
 
     ignores: ClassVar[tuple[str, ...]] = ()
+    # Whether `fit` can be called once per online round (labels.rounds > 1, harness/online.py):
+    # it trains `ctx.prep.policy` in place, on `ctx.labelled`, under the checkpoint `ctx.stage`.
+    online: ClassVar[bool] = False
 
     def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
         """Refuse (InputError) settings or data (the `labels.n` examples to be labelled) this
@@ -405,3 +422,7 @@ class TrainContext:
     cache: ArtifactCache
     progress: Callable[[], ProgressBar]
     initial_ids: Sequence[Sequence[int]] = ()
+    # The training stage's checkpoint name (online rounds: one per round) and the reference
+    # model that reference passes run (None: prep.policy, untrained when they run).
+    stage: str = "train"
+    reference: Any = None

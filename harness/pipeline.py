@@ -3,7 +3,8 @@
 check (every input, without the weights: bad input stops here, before any run or artifact) →
 prepare (the weights) →
 [sft_policy] → samples → labels (or a file's comparisons) → eval_initial → train (the loss's
-`Method`, harness/methods/) → evaluate (held-out prompts) → MLflow. The stages themselves and
+`Method`, harness/methods/; with labels.rounds > 1, rounds of samples → labels → train,
+harness/online.py) → evaluate (held-out prompts) → MLflow. The stages themselves and
 their cache keys are in stages.py; this module only runs them in order, under a per-job lock
 that makes an identical job wait and a killed one resume.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from harness import precision, stages
+from harness import online, precision, stages
 from harness.cache import ArtifactCache
 from harness.errors import AwaitingLabels, InputError, Stopped
 from harness.eval.evaluate import evaluate_policy
@@ -67,6 +68,7 @@ def check(exp: Experiment) -> Prepared:
         raise InputError(f"labels.n={n} is larger than the {len(train_examples)} {where}")
     train_examples = train_examples[:n]
     exp.method.check(exp, train_examples)  # a method's own checks of the data
+    online.check(exp, imported is not None, train_examples)
     eval_examples = task.examples("eval")
     if exp.eval.n_prompts is not None:
         if exp.eval.n_prompts > len(eval_examples):
@@ -181,6 +183,12 @@ def datasets(exp: Experiment, prep: Prepared, labelled: Labelled) -> list[Any]:
     if prep.imported is not None:
         inputs.append(dataset_input("labels", prep.imported_sha256, n, "training",
                                     {"file": _portable(str(labelled.meta.get("file", ""))), "labeler": exp.labeler.name}))
+    elif exp.labels.rounds > 1:  # every round's samples and labels: one training set, keyed by all of them
+        for stage, rows in (("samples", n * k), ("labels", n)):
+            digest = stages.config_hash({r: v for r, v in labelled.artifacts.items() if stage in r})
+            inputs.append(dataset_input(stage, digest, rows, "training",
+                                        {"rounds": exp.labels.rounds, "task": task}
+                                        | ({"labeler": exp.labeler.name} if stage == "labels" else {})))
     else:
         pool = {"prompts": n, "chunk": exp.sampling.chunk, "task": task}  # the pool's first n prompts (stages.samples)
         for stage, rows in (("samples", n * k), ("labels", n)):
@@ -204,19 +212,25 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
     cache = ArtifactCache(exp.cache_dir / "artifacts")
     if exp.init.policy == "sft":
         prep = stages.sft_policy(exp, prep, cache)
+    rounds = exp.labels.rounds  # > 1: online (harness/online.py); these labels are the first round's
     with progress_bar() as progress:
         labelled = (stages.imported_labels(exp, prep) if prep.imported
-                    else stages.sampled_labels(exp, prep, cache, progress))
+                    else stages.sampled_labels(exp if rounds == 1 else online.first_round(exp), prep, cache, progress))
         initial_ids = stages.eval_initial(exp, prep, cache, progress)
 
     artifacts = labelled.artifacts | {"eval_initial": stages.config_hash(stages.eval_initial_spec(exp)),
                                       "model": prep.policy_dir.name}
     exp.tracker.set_tags({f"artifact.{k}": v for k, v in artifacts.items()} | {"labeler.version": str(labelled.meta["version"])})
-    exp.tracker.log_inputs(datasets(exp, prep, labelled))
-    if labelled.meta.get("agreement") is not None:
-        exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
-
-    trained = exp.method.fit(TrainContext(exp, prep, labelled, cache, progress_bar, initial_ids))
+    ctx = TrainContext(exp, prep, labelled, cache, progress_bar, initial_ids)
+    if rounds == 1:
+        exp.tracker.log_inputs(datasets(exp, prep, labelled))
+        if labelled.meta.get("agreement") is not None:
+            exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
+        trained = exp.method.fit(ctx)
+    else:
+        trained, labelled = online.run_rounds(ctx, labelled)
+        exp.tracker.set_tags({f"artifact.{k}": v for k, v in labelled.artifacts.items()})
+        exp.tracker.log_inputs(datasets(exp, prep, labelled))
 
     log.info("evaluate: %d eval prompts", len(prep.eval_ids))
     with progress_bar() as progress:

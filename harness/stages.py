@@ -225,6 +225,25 @@ def labels_chunk_spec(exp: Experiment, start: int) -> dict[str, Any]:
             "seed": exp.seed}
 
 
+def write_labels(out: Path, exp: Experiment, examples: Sequence[Example], sampled: Sequence[Mapping[str, Any]],
+                 seed_name: str, progress: ProgressBar, desc: str) -> None:
+    """The labeler's choice for each sampled group (rows with `id` and `texts`), drawn with the
+    stage seed `seed_name`, written to `out` (labels.jsonl, meta.json) with provenance."""
+    rng = np.random.default_rng(stage_seed(exp.seed, seed_name))
+    task_id = progress.add_task(desc, total=1)
+    result = exp.labeler.label(examples, [s["texts"] for s in sampled], rng)
+    progress.advance(task_id)
+    provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
+                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    # Each prompt's votes: a panel's (A, N) array by column, or people's lists as given.
+    votes = result.votes.T.tolist() if isinstance(result.votes, np.ndarray) else result.votes
+    write_jsonl(out / "labels.jsonl", [
+        {"id": s["id"], "choice": int(c), "votes": list(v)} | provenance
+        for s, c, v in zip(sampled, result.choice, votes)
+    ])
+    (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
+
+
 def labels(exp: Experiment, cache: ArtifactCache, progress: ProgressBar,
            sampled: Sequence[Sequence[Mapping[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The labeler's best-of-k choice for each sampled group, with votes and provenance, chunk
@@ -237,19 +256,8 @@ def labels(exp: Experiment, cache: ArtifactCache, progress: ProgressBar,
     for (start, stop), chunk in zip(chunks(exp, exp.labels.n), sampled):
 
         def build(out: Path, start: int = start, stop: int = stop, chunk: Sequence[Mapping[str, Any]] = chunk) -> None:
-            rng = np.random.default_rng(stage_seed(exp.seed, f"labels:{start}"))
-            task_id = progress.add_task(f"labelling prompts {start}–{stop - 1} with {exp.labeler.name}", total=1)
-            result = exp.labeler.label(train[start:stop], [s["texts"] for s in chunk], rng)
-            progress.advance(task_id)
-            provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
-                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            # Each prompt's votes: a panel's (A, N) array by column, or people's lists as given.
-            votes = result.votes.T.tolist() if isinstance(result.votes, np.ndarray) else result.votes
-            write_jsonl(out / "labels.jsonl", [
-                {"id": s["id"], "choice": int(c), "votes": list(v)} | provenance
-                for s, c, v in zip(chunk, result.choice, votes)
-            ])
-            (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
+            write_labels(out, exp, train[start:stop], chunk, f"labels:{start}", progress,
+                         f"labelling prompts {start}–{stop - 1} with {exp.labeler.name}")
 
         try:
             path = cache.get_or_build("labels", labels_chunk_spec(exp, start), build)
@@ -364,8 +372,9 @@ def _reference_logps(ctx: TrainContext, stage: str, spec: dict[str, Any], prompt
         if known is not None:
             (out / f"{stage}.json").write_text(json.dumps(known))
             return
+        model = ctx.reference if ctx.reference is not None else prep.policy
         with ctx.progress() as progress:
-            flat = iter(batched_logps(prep.policy, prompts, responses, prep.tokenizer.pad_token_id,
+            flat = iter(batched_logps(model, prompts, responses, prep.tokenizer.pad_token_id,
                                       exp.sampling.batch_size, progress=progress, desc=desc, share_prompts=True))
         (out / f"{stage}.json").write_text(json.dumps([[next(flat) for _ in g] for g in labelled.responses]))
 

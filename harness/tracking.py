@@ -180,6 +180,10 @@ class RunTracker:
         self.run_name = run_name
         self.description = description or DEFAULT_DESCRIPTION
         self.run_id: str | None = None
+        # Added to the step of everything Lightning logs (online rounds: each round's Trainer
+        # counts from 0, its steps follow the last round's); `last_step`: the highest logged.
+        self.step_offset = 0
+        self.last_step = -1
 
     def _unusable(self, why: str) -> InputError:
         return InputError(f"MLflow store {self.tracking_uri} (MLFLOW_TRACKING_URI) is not usable: {why}")
@@ -382,11 +386,19 @@ class RunTracker:
         """Lightning's MLFlowLogger writing into this same run, which it must not end."""
         from lightning.pytorch.loggers import MLFlowLogger
 
+        tracker = self
+
         class RunLogger(MLFlowLogger):
             def finalize(self, status: str = "success") -> None:
                 # Training is one stage of several: the run ends when the pipeline says so,
                 # not when Trainer.fit returns (it would read FINISHED during evaluation).
                 pass
+
+            def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+                if step is not None:
+                    step += tracker.step_offset
+                    tracker.last_step = max(tracker.last_step, step)
+                super().log_metrics(metrics, step)
 
         return RunLogger(experiment_name=self.experiment_name, tracking_uri=self.tracking_uri, run_id=self._run)
 

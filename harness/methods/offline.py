@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.cache import stage_seed
 from harness.data.pairs import build_pairs, build_unpaired, desirable_prompts, kl_partners
@@ -38,6 +38,8 @@ class OfflinePreference(Method):
     average log-probs (SimPO, ORPO). `balance_weights` applies KTO's rule of thumb for
     λ_D and λ_U to the counts of desirable and undesirable examples.
     """
+
+    online: ClassVar[bool] = True  # iterative DPO/IPO/KTO on the labels so far (labels.rounds)
 
     loss_fn: PairLoss | UnpairedLoss
     unpaired: bool
@@ -108,9 +110,11 @@ class OfflinePreference(Method):
         if not train_rows:  # every training comparison a tie: its responses all identical
             raise InputError(f"the {n - n_val} training comparisons of labels.n={exp.labels.n} have identical "
                              "responses to compare (ties carry no preference): nothing to train on")
-        data = ListDataModule(train_rows, val_rows, collate, exp.train.batch_size, stage_seed(exp.seed, "train"),
+        data = ListDataModule(train_rows, val_rows, collate, exp.train.batch_size, stage_seed(exp.seed, ctx.stage),
                               bucket=exp.train.bucket)
-        reference = load_causal_lm(prep.policy_dir)[0] if self.reference == "online" else None
+        reference = None
+        if self.reference == "online":
+            reference = ctx.reference if ctx.reference is not None else load_causal_lm(prep.policy_dir)[0]
         states = labelled.states if self.reads_states() else None
         if states is not None and (states.k != frozen_blocks(prep.policy) or (
                 reference is not None and not same_bottom(prep.policy, reference, states.k))):
@@ -124,7 +128,7 @@ class OfflinePreference(Method):
         module = OfflinePreferenceModule(prep.policy, loss_fn, lr=exp.train.lr, weight_decay=exp.train.weight_decay,
                                          warmup_steps=exp.train.warmup_steps, length_normalized=self.length_normalized,
                                          reference=reference, states=states)
-        fit(exp, exp.run_key, "train", module, datamodule=data, limit_val_batches=1.0 if val_rows else 0,
+        fit(exp, exp.run_key, ctx.stage, module, datamodule=data, limit_val_batches=1.0 if val_rows else 0,
             callbacks=eval_series(ctx, module.policy, reference=reference))
         return SampledPolicy(module.policy, ctx)
 
