@@ -27,6 +27,9 @@ PAGE = 1000  # runs per search_runs page
 # Params that do not change a run's results, as in cli/run.py's NOT_IDENTITY (not imported:
 # that module loads Hydra), plus the seed, which seed replicates differ in by design.
 NOT_IDENTITY = ("params.seed", "params.threads", "params.resume")
+# Settings added after runs were logged, with the value those runs had: a run without the
+# param is the same configuration as one that logged the default.
+PARAM_DEFAULTS = {"params.labels.rounds": "1"}
 NOT_IDENTITY_PREFIXES = ("params.logger.", "params.paths.", "params.study.")
 # Tags that describe the configuration (most repeat a param; `init` may not).
 SWEEP_PARENT_TAG = "prefharness.sweep_parent"  # as harness/tracking.py writes it: a sweep, not an experiment
@@ -162,7 +165,15 @@ def fetch_runs(selection: Selection) -> pd.DataFrame:
     if frame.empty:
         raise InputError(f"no MLflow runs match the selection ({selection.describe()})")
     frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
-    return frame.reset_index(drop=True)
+    return with_defaults(frame).reset_index(drop=True)
+
+
+def with_defaults(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs logged before a setting existed given the value they ran with (PARAM_DEFAULTS)."""
+    for column, value in PARAM_DEFAULTS.items():
+        if column in frame:
+            frame[column] = frame[column].fillna(value)
+    return frame
 
 
 def configuration_key(runs: pd.DataFrame) -> pd.Series:

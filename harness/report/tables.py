@@ -30,10 +30,10 @@ AXES = {
     "task": "tags.task", "model": "tags.model", "loss": "tags.loss", "init": "tags.init",
     "labels.n": "params.labels.n", "loss.beta": "params.loss.beta", "loss.n": "params.loss.n",
     "labels.desirable_fraction": "params.labels.desirable_fraction",
-    "loss.balance_weights": "params.loss.balance_weights",
+    "loss.balance_weights": "params.loss.balance_weights", "labels.rounds": "params.labels.rounds",
 }
 # What can tell two configurations of one method apart in a table row.
-METHOD_AXES = ["model", "init", "labels.n", "labels.desirable_fraction", "loss.beta", "loss.n"]
+METHOD_AXES = ["model", "init", "labels.n", "labels.rounds", "labels.desirable_fraction", "loss.beta", "loss.n"]
 PROVENANCE = ["n_seeds", "seeds", "runs", "labeler", "config"]
 ROUGE = {"R-1": "rouge1", "R-2": "rouge2", "R-L": "rougeL", "R-AVG": "rouge_avg"}
 PREFERRED = "% preferred vs reference"  # the summary table's panel column (win rate × 100)
@@ -308,7 +308,7 @@ def _layout(cells: list[dict[str, object]]) -> pd.DataFrame:
 
 def describe(axis: str, value: object) -> str:
     names = {"loss.beta": "β", "labels.n": "labels", "loss.n": "n", "labels.desirable_fraction": "desirable fraction",
-             "loss.balance_weights": "λ_D rule"}
+             "loss.balance_weights": "λ_D rule", "labels.rounds": "rounds"}
     """An axis value as a legend or row label shows it: `1000 labels`, `β=0.1`."""
     return f"{value} labels" if axis == "labels.n" else f"{names.get(axis, axis)}={value}"
 

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from harness.report.query import select_runs
+from harness.report.query import config_id, select_runs, with_defaults
 from harness.report.render import display_frame, markdown_table
 from harness.report.tables import (
     aggregate, frontier, human_eval_table, imbalance, label_count, seed_interval, summarization_table,
@@ -97,6 +97,13 @@ def test_select_runs_excludes_failed_and_older_duplicates() -> None:
     assert reasons == {"old": "duplicate of new", "failed": "status FAILED", "killed": "status KILLED",
                        "p_old": "duplicate of p_new"}
     assert list(excluded.columns) == ["run_id", "experiment", "task", "loss", "seed", "status", "reason"]
+
+
+def test_a_run_logged_before_a_setting_existed_has_its_default() -> None:
+    older, offline, online = run("a"), run("b", seed=1), run("c", seed=1)
+    offline["params.labels.rounds"], online["params.labels.rounds"] = "1", "4"
+    ids = config_id(with_defaults(frame(older, offline, online)))
+    assert ids[0] == ids[1] != ids[2]  # no labels.rounds param: the offline run it was
 
 
 def test_select_runs_same_config_and_seed_under_two_run_keys() -> None:
