@@ -158,12 +158,8 @@ def run(study: Study, working: str, args: argparse.Namespace) -> int:
             job_process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
             try:
                 code = job_process.wait()
-            except KeyboardInterrupt:  # Ctrl-C reaches the job too: let it mark its run KILLED
-                try:
-                    job_process.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    job_process.kill()
-                code = 128 + signal.SIGINT
+            except KeyboardInterrupt:  # stopped: the job is stopped too, and marks its run KILLED
+                code = _stop(job_process)
             minutes = (time.perf_counter() - started) / 60
             if code in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM):
                 print(f"{PROG}: job {job.id} was stopped after {minutes:.1f} min; the same command resumes it")
@@ -225,8 +221,28 @@ def report(study: Study, out: str | None, given: str) -> list[str]:
     return write_report(runs, excluded, Path(target), Provenance(command, selection.describe()), scope)
 
 
+def _stop(job: subprocess.Popen) -> int:
+    """Stop a job as Ctrl-C would: a terminal's Ctrl-C has reached it already; a signal sent to
+    this process alone (kill, a scheduler's SIGTERM) has not, so it gets SIGINT once it has not
+    ended within a few seconds; killed when it does not end within two minutes."""
+    try:
+        job.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        job.send_signal(signal.SIGINT)
+        try:
+            job.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            job.kill()
+    return 128 + signal.SIGINT
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the study as Ctrl-C does
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         study = load_study(args.study)
         working = getattr(args, "tracking_uri", None) or mlflow.get_tracking_uri()
@@ -248,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except InputError as err:
         print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: stopped; the same command continues", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

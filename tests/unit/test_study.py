@@ -229,3 +229,19 @@ def test_a_bad_point_stops_the_launch_before_any_job_runs(tmp_path: Path, monkey
     assert len(err) == 1 and err[0].startswith("harness-study: error: study job "), err
     err = err[0]
     assert "loss.beta: expected a number > 0, got -1.0" in err and "seed 0" in err and "no job was launched" in err
+
+
+def test_a_stopped_study_stops_its_job_with_sigint() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from harness.cli.study import _stop
+
+    # A job that did not get the signal (it went to the study's process alone) gets SIGINT.
+    job = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                            "signal.signal(signal.SIGINT, lambda *a: sys.exit(42))\nprint('ready', flush=True)\n"
+                            "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert job.stdout.readline().strip() == "ready"
+    assert _stop(job) == 128 + signal.SIGINT
+    assert job.returncode == 42  # it ran its own SIGINT handler (the harness marks its run KILLED there)
