@@ -18,7 +18,8 @@ A later round's samples and labels are artifacts (`online_samples`, `online_labe
 depends on) and the round. After each round the trained parameters are kept under
 `checkpoints/<run_key>/online.pt`, so a killed run resumes at the round it was in. Each round
 logs at step r: `online/gold` (the judge's gold reward of the round's samples, where it has
-one: how the sampling policy improves), `online/agreement` and `online/labels` (labels so far);
+one: how the sampling policy improves), `online/agreement`, `online/gold_agreement` (labels
+from someone other than the judge: stages.gold_agreement) and `online/labels` (labels so far);
 the Trainer's metrics of round r follow round r − 1's steps. `labels.rounds=1` never comes here:
 it is the offline pipeline, unchanged.
 """
@@ -227,6 +228,10 @@ def _log_round(ctx: TrainContext, labelled: Labelled, r: int, start: int, stop: 
         metrics["online/gold"] = float(np.mean(gold))
     if labelled.meta.get("agreement") is not None:
         metrics["online/agreement"] = float(labelled.meta["agreement"])
+    agreement = stages.gold_agreement(exp, prep.train_examples[start:stop], groups, labelled.choices[-n_new:],
+                                      prep.tokenizer)
+    if agreement is not None:
+        metrics["online/gold_agreement"] = agreement
     exp.tracker.log_metrics(metrics, step=r)
     log.info("online round %d of %d: %s", r + 1, exp.labels.rounds,
              ", ".join(f"{k.removeprefix('online/')}={v:.4g}" for k, v in metrics.items()))

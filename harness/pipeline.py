@@ -226,6 +226,9 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
         exp.tracker.log_inputs(datasets(exp, prep, labelled))
         if labelled.meta.get("agreement") is not None:
             exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
+        gold = stages.gold_agreement(exp, prep.train_examples, labelled.responses, labelled.choices, prep.tokenizer)
+        if gold is not None:
+            exp.tracker.log_metrics({"labels/gold_agreement": gold})
         trained = exp.method.fit(ctx)
     else:
         trained, labelled = online.run_rounds(ctx, labelled)

@@ -277,6 +277,26 @@ def labels(exp: Experiment, cache: ArtifactCache, progress: ProgressBar,
     return rows, {k: v for k, v in meta.items() if k != "time"} | {"agreement": agreement}
 
 
+def gold_agreement(exp: Experiment, examples: Sequence[Example], groups: Sequence[Sequence[Sequence[int]]],
+                   choices: Sequence[int], tokenizer: Any) -> float | None:
+    """How often the labels pick what the judge's gold ranks best: the share of comparisons
+    whose chosen response has the group's top gold reward (any of them, on a tie). Only for
+    labels from someone other than the judge (a file, people, an LLM judge, with a panel as
+    labeler@judge); None otherwise, or when the judge has no gold."""
+    if exp.judge is None or exp.judge is exp.labeler:
+        return None
+    texts = [[tokenizer.decode(r, skip_special_tokens=True) for r in g] for g in groups]
+    gold = exp.judge.gold([e for e, g in zip(examples, texts) for _ in g], [t for g in texts for t in g])
+    if gold is None:
+        return None
+    hits, start = [], 0
+    for group, choice in zip(texts, choices):
+        values = np.asarray(gold[start : start + len(group)], dtype=float)
+        start += len(group)
+        hits.append(values[choice] >= values.max())
+    return float(np.mean(hits)) if hits else None
+
+
 def row_agreement(votes: Sequence[int]) -> float:
     """Share of annotator pairs that made the same choice on one prompt (1 for one annotator)."""
     a = len(votes)

@@ -44,6 +44,7 @@ def test_a_run_waits_for_people_and_continues_with_their_labels(tiny_cache: Path
     metrics, exp, run, _ = run_in_process("human-labels", overrides, tmp_path / "again", monkeypatch)
     assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"  # the same run, resumed
     assert "eval/gold_reward" in metrics  # the judge panel evaluates
+    assert 0.0 <= run.data.metrics["labels/gold_agreement"] <= 1.0  # and scores the people's labels
     labels_dirs = sorted((tiny_cache / "artifacts" / "labels").glob("*/labels.jsonl"), key=lambda p: p.stat().st_mtime)
     rows = [json.loads(line) for line in labels_dirs[-1].read_text().splitlines()]
     assert len(rows) == 12

@@ -30,3 +30,16 @@ def test_an_llm_judge_labels_and_judges_a_run(tiny_cache: Path, tmp_path: Path, 
         run_in_process("llm-judge-again", overrides + ["seed=0", "loss.beta=0.2"], tmp_path / "again", monkeypatch)
         # The same samples and eval texts of the initial policy: only the new policy's eval is asked.
         assert len(fake.requests) - asked <= 2 * 8
+
+
+def test_an_llm_judge_labels_online_rounds_and_its_labels_are_scored_against_the_gold(
+        tiny_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with serve() as (url, fake):
+        overrides = ["experiment=smoke", "labeler=llm_judge", "labeler@judge=lexicon_panel", f"labeler.base_url={url}",
+                     "labeler.model=fake", "labels.n=16", "labels.rounds=2", "eval.n_prompts=8", "sampling.chunk=8",
+                     f"paths.cache_dir={tiny_cache}", "logger.log_model=false"]
+        metrics, _, run, client = run_in_process("llm-judge-online", overrides, tmp_path / "run", monkeypatch)
+        assert fake.requests and "eval/gold_reward" in metrics  # the panel judges; the LLM labelled
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "online/gold_agreement"))
+    assert [s for s, _ in history] == [0, 1] and all(0.0 <= v <= 1.0 for _, v in history)
