@@ -57,16 +57,22 @@ class LabelSettings:
     """`labels.*`: the label budget `n` (comparisons, one per prompt), `k` responses per
     comparison (4 = the paper's best-of-4), the share of chosen responses kept for
     training (KTO paper's imbalance experiment: KTO loses desirable examples, pairwise
-    objectives the pairs built on them), and the `rounds` the budget is collected in (1:
-    offline, every label on the initial policy's samples; R > 1: online, harness/online.py)."""
+    objectives the pairs built on them), the `rounds` the budget is collected in (1:
+    offline, every label on the initial policy's samples; R > 1: online, harness/online.py),
+    and the `kind` of label: `comparison` (the best of k) or `binary` (a thumbs up or down on
+    each response alone, unpaired: what KTO was made for)."""
 
     n: int
     k: int
     desirable_fraction: float
     rounds: int = 1
+    kind: str = "comparison"
+
+    KINDS: ClassVar[tuple[str, ...]] = ("comparison", "binary")
 
     def __post_init__(self) -> None:
         check_fields(self, "labels")
+        check("labels.kind", self.kind in self.KINDS, f"one of {', '.join(self.KINDS)}", self.kind)
         check("labels.n", self.n >= 1, "an integer ≥ 1", self.n)
         check("labels.k", self.k >= 2, "an integer ≥ 2", self.k)
         check("labels.desirable_fraction", 0 < self.desirable_fraction <= 1, "a fraction in (0, 1]",
@@ -331,6 +337,15 @@ class Method:
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         raise NotImplementedError
 
+    def round_state(self) -> dict[str, Any]:
+        """What an online method carries from one round to the next besides the policy's
+        weights (tensors and numbers; PPO: its value head and KL coefficient): saved with the
+        round (harness/online.py) so that a resumed run continues as an uninterrupted one."""
+        return {}
+
+    def load_round_state(self, state: dict[str, Any]) -> None:
+        """Take back what `round_state` returned."""
+
 
 @dataclass
 class Experiment:
@@ -406,6 +421,9 @@ class Labelled:
     # The states entering the policy's first trainable block of every (prompt, response), as the
     # sampler recorded them (stages.samples), for methods that read them; None: not recorded.
     states: StateTable | None = None
+    # labels.kind=binary: each response's own judgement, 1 (thumbs up) or 0 ([N][k]); `choices`
+    # then only fills the shape. None: comparisons.
+    ratings: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         self.choices_key = self.choices_key or config_hash(self.spec)
@@ -426,3 +444,4 @@ class TrainContext:
     # model that reference passes run (None: prep.policy, untrained when they run).
     stage: str = "train"
     reference: Any = None
+    round: int = 0  # the online round (labels.rounds > 1) this fit trains

@@ -1,6 +1,7 @@
 """Online label rounds (`labels.rounds` = R > 1): the budget collected in rounds while training
 goes on, Ziegler et al.'s online mode, for the methods whose `fit` can run once per round
-(`Method.online`: iterative DPO, IPO, KTO and their relatives).
+(`Method.online`): iterative DPO, IPO, KTO and their relatives, and PPO (its reward model refit
+on every comparison so far before each round's share of the episodes).
 
 Round r labels the prompts `labels.round_bounds()[r]` of the first `labels.n`:
 
@@ -11,7 +12,8 @@ Round r labels the prompts `labels.round_bounds()[r]` of the first `labels.n`:
   ref      log π_ref of the new responses: the sampler's in round 0 (it was the reference), a
            pass of the initial policy afterwards
   train    the method's `fit` on every label so far, continuing from the current policy (a
-           fresh optimiser each round; the reference stays the initial policy)
+           fresh optimiser each round; the reference stays the initial policy); what else the
+           method carries between rounds (PPO's value head and β) is its `round_state`
 
 A later round's samples and labels are artifacts (`online_samples`, `online_labels`,
 `online_ref_logps`) keyed by the run (its run_key: everything the policy that sampled them
@@ -84,17 +86,19 @@ def run_rounds(ctx: TrainContext, first: Labelled) -> tuple[EvalPolicy, Labelled
     for r, (start, stop) in enumerate(bounds):
         if r > 0:
             labelled = _join(labelled, _round(ctx, r, start, stop, reference, sampled_by=done), r, prep, exp)
-        _log_round(ctx, labelled, r, start, stop)
-        if r <= done:
+        if r <= done:  # trained and logged before the run was stopped
             log.info("online round %d of %d: trained before (%s), resumed after it", r + 1, len(bounds), state_path)
             continue
         log.info("online round %d of %d: training on %d labels", r + 1, len(bounds), len(labelled.choices))
-        trained = exp.method.fit(replace(ctx, labelled=labelled, stage=f"train-round{r}", reference=reference))
+        trained = exp.method.fit(replace(ctx, labelled=labelled, stage=f"train-round{r}", reference=reference,
+                                         round=r))
         exp.tracker.step_offset = exp.tracker.last_step + 1
+        _log_round(ctx, labelled, r, start, stop)
         done = r
         if state_path is not None:
-            _save(prep.policy, state_path, r, exp.tracker.step_offset)
-            (state_path.parent / f"train-round{r}.ckpt").unlink(missing_ok=True)
+            _save(prep.policy, state_path, r, exp.tracker.step_offset, exp.method.round_state())
+            for ckpt in state_path.parent.glob(f"*-round{r}.ckpt"):  # the round's own checkpoint
+                ckpt.unlink(missing_ok=True)
     if trained is None:  # every round trained before the run was stopped: the restored policy
         from harness.methods.policies import SampledPolicy
 
@@ -106,10 +110,11 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _save(model: torch.nn.Module, path: Path, round_: int, step_offset: int) -> None:
+def _save(model: torch.nn.Module, path: Path, round_: int, step_offset: int, method_state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"round": round_, "step_offset": step_offset, "weights": _trainable(model)}, tmp)
+    torch.save({"round": round_, "step_offset": step_offset, "weights": _trainable(model), "method": method_state},
+               tmp)
     os.replace(tmp, path)  # atomic: a kill leaves the previous round's state or this one's
 
 
@@ -123,6 +128,7 @@ def _restore(model: torch.nn.Module, path: Path, exp: Experiment) -> int:
         log.warning("%s holds other parameters than this run trains: the rounds start over", path)
         return -1
     model.load_state_dict(state["weights"], strict=False)
+    exp.method.load_round_state(state.get("method", {}))
     exp.tracker.step_offset = exp.tracker.last_step = int(state["step_offset"])
     log.info("online rounds: resuming after round %d of %d", state["round"] + 1, exp.labels.rounds)
     return int(state["round"])
@@ -174,7 +180,7 @@ def _round(ctx: TrainContext, r: int, start: int, stop: int, reference: torch.nn
             stages.write_labels(out, exp, examples, rows, f"online_labels:{r}", progress,
                                 f"online round {r + 1}: labelling prompts {start}–{stop - 1} with {exp.labeler.name}")
 
-    labels_spec = {"samples": samples_key, "labeler": exp.keys.get("labeler"), "seed": exp.seed}
+    labels_spec = {"samples": samples_key, "labeler": exp.keys.get("labeler"), "seed": exp.seed} | stages.kind_key(exp)
     labels_path = _artifact(ctx, "online_labels", labels_spec, label)
     chosen = stages.read_jsonl(labels_path / "labels.jsonl")
     meta = json.loads((labels_path / "meta.json").read_text())
@@ -193,7 +199,8 @@ def _round(ctx: TrainContext, r: int, start: int, stop: int, reference: torch.nn
         [row["prompt_ids"] for row in rows], [row["responses"] for row in rows], [c["choice"] for c in chosen],
         spec=samples_spec, meta={k: v for k, v in meta.items() if k != "time"},
         artifacts={f"online_samples.{r}": samples_key, f"online_labels.{r}": config_hash(labels_spec)},
-        ref_logps=json.loads((ref_path / "ref_logps.json").read_text()),
+        choices_key=config_hash(labels_spec), ref_logps=json.loads((ref_path / "ref_logps.json").read_text()),
+        ratings=[c["ratings"] for c in chosen] if exp.labels.kind == "binary" else None,
     )
 
 
@@ -209,8 +216,10 @@ def _join(before: Labelled, new: Labelled, r: int, prep: Any, exp: Experiment) -
     return Labelled(
         before.prompt_ids + new.prompt_ids, before.responses + new.responses, before.choices + new.choices,
         spec=spec, meta=before.meta | {"rounds": r + 1, "agreement": agreement[-1] if agreement else None},
-        artifacts=before.artifacts | new.artifacts, choices_key=config_hash(spec | {"choices": before.choices_key}),
+        artifacts=before.artifacts | new.artifacts,
+        choices_key=config_hash(spec | {"choices": [before.choices_key, new.choices_key]}),
         ref_logps=(before.ref_logps or []) + (new.ref_logps or []), states=states,
+        ratings=None if before.ratings is None or new.ratings is None else before.ratings + new.ratings,
     )
 
 
@@ -228,8 +237,8 @@ def _log_round(ctx: TrainContext, labelled: Labelled, r: int, start: int, stop: 
         metrics["online/gold"] = float(np.mean(gold))
     if labelled.meta.get("agreement") is not None:
         metrics["online/agreement"] = float(labelled.meta["agreement"])
-    agreement = stages.gold_agreement(exp, prep.train_examples[start:stop], groups, labelled.choices[-n_new:],
-                                      prep.tokenizer)
+    agreement = (stages.gold_agreement(exp, prep.train_examples[start:stop], groups, labelled.choices[-n_new:],
+                                       prep.tokenizer) if labelled.ratings is None else None)
     if agreement is not None:
         metrics["online/gold_agreement"] = agreement
     exp.tracker.log_metrics(metrics, step=r)

@@ -67,6 +67,13 @@ def check(exp: Experiment) -> Prepared:
         where = f"comparisons in {source}" if imported else f"train prompts of task {task.name}"
         raise InputError(f"labels.n={n} is larger than the {len(train_examples)} {where}")
     train_examples = train_examples[:n]
+    if exp.labels.kind == "binary":
+        if not getattr(exp.method, "unpaired", False):
+            raise InputError(f"labels.kind=binary: loss={exp.tags.get('loss', '?')} trains on "
+                             "comparisons; binary labels (a thumbs up or down on one response) train loss=kto")
+        if imported is not None or not callable(getattr(exp.labeler, "rate", None)):
+            raise InputError(f"labels.kind=binary: labeler={exp.labeler.name} gives comparisons, not a thumbs up or "
+                             "down on each response; a simulated panel gives both (e.g. labeler=sentiment_panel)")
     exp.method.check(exp, train_examples)  # a method's own checks of the data
     online.check(exp, imported is not None, train_examples)
     eval_examples = task.examples("eval")
@@ -220,13 +227,15 @@ def _run_stages(exp: Experiment, prep: Prepared) -> dict[str, float]:
 
     artifacts = labelled.artifacts | {"eval_initial": stages.config_hash(stages.eval_initial_spec(exp)),
                                       "model": prep.policy_dir.name}
-    exp.tracker.set_tags({f"artifact.{k}": v for k, v in artifacts.items()} | {"labeler.version": str(labelled.meta["version"])})
+    exp.tracker.set_tags({f"artifact.{k}": v for k, v in artifacts.items()}
+                         | {"labeler.version": str(labelled.meta["version"]), "labels.kind": exp.labels.kind})
     ctx = TrainContext(exp, prep, labelled, cache, progress_bar, initial_ids)
     if rounds == 1:
         exp.tracker.log_inputs(datasets(exp, prep, labelled))
         if labelled.meta.get("agreement") is not None:
             exp.tracker.log_metrics({"labels/agreement": labelled.meta["agreement"]})
-        gold = stages.gold_agreement(exp, prep.train_examples, labelled.responses, labelled.choices, prep.tokenizer)
+        gold = (stages.gold_agreement(exp, prep.train_examples, labelled.responses, labelled.choices, prep.tokenizer)
+                if labelled.ratings is None else None)
         if gold is not None:
             exp.tracker.log_metrics({"labels/gold_agreement": gold})
         trained = exp.method.fit(ctx)

@@ -217,12 +217,18 @@ def samples(exp: Experiment, prep: Prepared, cache: ArtifactCache,
 
 
 def labels_spec(exp: Experiment) -> dict[str, Any]:
-    return {"samples": config_hash(samples_spec(exp)), "labeler": exp.keys.get("labeler"), "seed": exp.seed}
+    return {"samples": config_hash(samples_spec(exp)), "labeler": exp.keys.get("labeler"), "seed": exp.seed} \
+        | kind_key(exp)
 
 
 def labels_chunk_spec(exp: Experiment, start: int) -> dict[str, Any]:
     return {"samples": config_hash(samples_chunk_spec(exp, start)), "labeler": exp.keys.get("labeler"),
-            "seed": exp.seed}
+            "seed": exp.seed} | kind_key(exp)
+
+
+def kind_key(exp: Experiment) -> dict[str, Any]:
+    """Binary labels are other labels of the same samples (comparisons keep their keys)."""
+    return {"kind": exp.labels.kind} if exp.labels.kind != "comparison" else {}
 
 
 def write_labels(out: Path, exp: Experiment, examples: Sequence[Example], sampled: Sequence[Mapping[str, Any]],
@@ -231,16 +237,21 @@ def write_labels(out: Path, exp: Experiment, examples: Sequence[Example], sample
     stage seed `seed_name`, written to `out` (labels.jsonl, meta.json) with provenance."""
     rng = np.random.default_rng(stage_seed(exp.seed, seed_name))
     task_id = progress.add_task(desc, total=1)
-    result = exp.labeler.label(examples, [s["texts"] for s in sampled], rng)
+    binary = exp.labels.kind == "binary"
+    texts = [s["texts"] for s in sampled]
+    result = exp.labeler.rate(examples, texts, rng) if binary else exp.labeler.label(examples, texts, rng)
     progress.advance(task_id)
     provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
                   "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    # Each prompt's votes: a panel's (A, N) array by column, or people's lists as given.
-    votes = result.votes.T.tolist() if isinstance(result.votes, np.ndarray) else result.votes
-    write_jsonl(out / "labels.jsonl", [
-        {"id": s["id"], "choice": int(c), "votes": list(v)} | provenance
-        for s, c, v in zip(sampled, result.choice, votes)
-    ])
+    if binary:  # each prompt's k ratings, and each annotator's k votes
+        votes = np.asarray(result.votes).reshape(-1, len(sampled), result.choice.shape[1]).transpose(1, 0, 2).tolist()
+        rows = [{"id": s["id"], "ratings": [int(x) for x in r], "choice": int(np.argmax(r)), "votes": v}
+                for s, r, v in zip(sampled, result.choice, votes)]
+    else:
+        # Each prompt's votes: a panel's (A, N) array by column, or people's lists as given.
+        votes = result.votes.T.tolist() if isinstance(result.votes, np.ndarray) else result.votes
+        rows = [{"id": s["id"], "choice": int(c), "votes": list(v)} for s, c, v in zip(sampled, result.choice, votes)]
+    write_jsonl(out / "labels.jsonl", [row | provenance for row in rows])
     (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
 
 
@@ -300,8 +311,8 @@ def gold_agreement(exp: Experiment, examples: Sequence[Example], groups: Sequenc
 def row_agreement(votes: Sequence[int]) -> float:
     """Share of annotator pairs that made the same choice on one prompt (1 for one annotator)."""
     a = len(votes)
-    pairs = [(i, j) for i in range(a) for j in range(i + 1, a)]
-    return float(np.mean([votes[i] == votes[j] for i, j in pairs])) if pairs else 1.0
+    pairs = [(i, j) for i in range(a) for j in range(i + 1, a)]  # binary labels: each a list of k ratings
+    return float(np.mean([np.mean(np.asarray(votes[i]) == np.asarray(votes[j])) for i, j in pairs])) if pairs else 1.0
 
 
 def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progress: ProgressBar) -> Labelled:
@@ -315,6 +326,7 @@ def sampled_labels(exp: Experiment, prep: Prepared, cache: ArtifactCache, progre
         artifacts={"samples": config_hash(samples_spec(exp)), "labels": config_hash(labels_spec(exp))},
         choices_key=config_hash(labels_spec(exp)),
         ref_logps=[s["logps"] for s in sampled], states=states,
+        ratings=[lab["ratings"] for lab in chosen] if exp.labels.kind == "binary" else None,
     )
 
 

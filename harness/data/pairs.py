@@ -70,18 +70,21 @@ def build_unpaired(
     partners: Sequence[int],
     ref_kl_logps: Sequence[Sequence[float]],
     keep: set[int],
+    ratings: Sequence[Sequence[int]] | None = None,
 ) -> list[tuple[int, UnpairedExample]]:
-    """Best-of-k labels to KTO's unpaired examples, each with its prompt index: the chosen
-    response desirable (if its prompt is in `keep`), every other response undesirable.
-    Response j of prompt i is paired for the KL estimate with response j of its partner."""
+    """Labels to KTO's unpaired examples, each with its prompt index. Best-of-k labels: the
+    chosen response desirable (if its prompt is in `keep`), every other response undesirable.
+    Binary labels (`ratings`, 1 = thumbs up): each response as rated, a desirable one kept if
+    its prompt is in `keep`. Response j of prompt i is paired for the KL estimate with response
+    j of its partner."""
     rows = []
     for i, (p, group, best) in enumerate(zip(prompt_ids, responses, choices)):
         kl_group = partner_group(responses, partners, i, len(group))
         for j, response in enumerate(group):
-            desirable = j == best
+            desirable = bool(ratings[i][j]) if ratings is not None else j == best
             if desirable and i not in keep:
                 continue
-            if not desirable and list(response) == list(group[best]):
+            if ratings is None and not desirable and list(response) == list(group[best]):
                 continue  # a duplicate of the chosen response is not a rejected one
             rows.append((i, UnpairedExample(tuple(p), tuple(response), tuple(kl_group[j]), desirable,
                                             ref_logps[i][j], ref_kl_logps[i][j])))

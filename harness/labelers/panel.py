@@ -6,6 +6,9 @@ rule P(i) = exp(u_i/T) / Σ_j exp(u_j/T) (T = `temperature`; T = 0 picks the bes
 probability `flip_rate` replaces its choice by a uniformly drawn other response. The panel's
 label is the plurality of its annotators' choices (ties broken at random).
 
+Asked for binary labels (labels.kind=binary), an annotator rates each response alone with the
+same rule against a reference point: the median utility of the responses it rates together.
+
 The noise-free judgement is the "gold" that training never sees directly: the gold reward of
 a response is the mean of the annotators' u, and the gold preference between two responses
 is the majority of the annotators' noise-free preferences.
@@ -58,6 +61,20 @@ class Annotator:
         other = (choice + rng.integers(1, k, size=n)) % k  # uniform over the k−1 others
         return np.where(flip, other, choice)
 
+    def rate(self, utilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A noisy thumbs up (1) or down (0) on each response alone; utilities (M,) → (M,).
+
+        The same choice rule between the response and a reference point θ, the median of the
+        utilities rated in this call: up with probability σ((u − θ)/T) (T = 0: up when u > θ,
+        exact ties at random), then flipped with probability `flip_rate`."""
+        theta = float(np.median(utilities))
+        if self.temperature == 0:
+            up = utilities + 1e-9 * (rng.random(utilities.shape) - 0.5) > theta
+        else:
+            up = rng.random(utilities.shape) < 1.0 / (1.0 + np.exp(-(utilities - theta) / self.temperature))
+        flip = rng.random(utilities.shape) < self.flip_rate
+        return np.where(flip, ~up, up).astype(np.int64)
+
 
 @dataclass
 class PanelLabels:
@@ -104,6 +121,22 @@ class Panel(Labeler):
         top = counts == counts.max(1, keepdims=True)
         choice = np.argmax(top + rng.random(top.shape) * 0.5, axis=1)  # random among the tied
         return PanelLabels(choice=choice, votes=votes, agreement=pairwise_agreement(votes))
+
+    def rate(self, examples: Sequence[Example], candidates: Sequence[Sequence[str]],
+             rng: np.random.Generator) -> PanelLabels:
+        """Binary labels (labels.kind=binary): each of the k responses to examples[i] rated alone by
+        every annotator (Annotator.rate); the panel's rating is the majority (ties at random).
+        `choice` is (N, k) of 0/1, `votes` (A, N·k)."""
+        k = len(candidates[0])
+        if any(len(c) != k for c in candidates):
+            raise InputError(f"labeler {self.name}: every prompt needs the same k responses")
+        flat_examples = [e for e in examples for _ in range(k)]
+        flat = [r for group in candidates for r in group]
+        util = self.utilities(flat_examples, flat)  # (A, N·k)
+        votes = np.stack([a.rate(u, rng) for a, u in zip(self.annotators, util)])
+        ups, a = votes.sum(0), len(self.annotators)
+        rating = np.where(2 * ups == a, rng.integers(0, 2, ups.shape), (2 * ups > a).astype(np.int64))
+        return PanelLabels(choice=rating.reshape(len(examples), k), votes=votes, agreement=pairwise_agreement(votes))
 
     def compare(self, examples: Sequence[Example], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """Noise-free panel preference of a over b per example: 1, 0.5 (tie) or 0."""

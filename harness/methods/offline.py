@@ -59,6 +59,9 @@ class OfflinePreference(Method):
         """Before the run starts: the split into training and validation prompts (train.val_fraction)
         and the chosen responses kept (labels.desirable_fraction) leave something to train on.
         (Identical responses, skipped as ties, are known only once sampled: `fit` checks again.)"""
+        if exp.labels.kind == "binary" and not self.unpaired:
+            raise InputError("labels.kind=binary: a thumbs up or down on one response makes no pair to train a "
+                             "pairwise objective on; use loss=kto (unpaired), or labels.kind=comparison")
         n = len(examples)
         n_train = n - self.n_val(n, exp)
         if n_train < 1:
@@ -92,7 +95,7 @@ class OfflinePreference(Method):
             partners = kl_partners(n, stage_seed(exp.seed, "kl_pairs"))
             ref_kl = ref_kl_logps(ctx, partners) if self.reference == "cached" else unknown
             examples = build_unpaired(labelled.prompt_ids, labelled.responses, labelled.choices, ref,
-                                      partners, ref_kl, keep)
+                                      partners, ref_kl, keep, ratings=labelled.ratings)
             train_rows = [e for i, e in examples if i < n - n_val]
             val_rows = [e for i, e in examples if i >= n - n_val]
             n_d = sum(e.desirable for e in train_rows)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
 from harness.cache import stage_seed
+from harness.errors import InputError
 from harness.data.resumable import ResumableBatches
 from harness.experiment import EvalPolicy, Experiment, Method, PPOSettings, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import SampledPolicy, eval_series
@@ -28,32 +29,61 @@ class PPO(Method):
     # Its optimiser and batches are loss.method.settings.
     ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
 
+    online: ClassVar[bool] = True  # Ziegler et al.'s online mode: the reward model refit each round
+
     reward_model: RewardModelSettings
     settings: PPOSettings
     kl: FixedKL | AdaptiveKL
     episodes: int
+    # Online rounds: the value head carried into the next round (the policy is trained in place).
+    _value_head: dict[str, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
         self.reward_model.check_budget(len(examples))
+        if self.episodes < exp.labels.rounds:
+            raise InputError(f"labels.rounds={exp.labels.rounds}: each round runs a share of loss.method.episodes="
+                             f"{self.episodes}, fewer than one episode per round; raise it or lower labels.rounds")
+
+    def round_episodes(self, exp: Experiment, r: int) -> int:
+        """Round r's share of the episodes (the earlier rounds take the remainder)."""
+        base, extra = divmod(self.episodes, exp.labels.rounds)
+        return base + (1 if r < extra else 0)
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
+        """The reward model on the labels in `ctx` (online: every comparison so far, refit from
+        the initial trunk), then PPO from the current policy: all the episodes offline, the
+        round's share online, with the value head and β where the last round left them."""
         exp, prep = ctx.exp, ctx.prep
+        online = exp.labels.rounds > 1
+        stage = f"ppo-round{ctx.round}" if online else "ppo"
         rm = reward_model(ctx, self.reward_model)
-        reference, _ = load_causal_lm(prep.policy_dir)
+        reference = ctx.reference if ctx.reference is not None else load_causal_lm(prep.policy_dir)[0]
         examples = prep.train_examples
         judge = exp.evaluator
         module = PPOModule(prep.policy, reference, rm, prep.tokenizer, prep.train_ids, self.kl, self.settings,
                            max_grad_norm=exp.trainer_kwargs.get("gradient_clip_val"),
                            gold_fn=lambda idx, texts: judge.gold([examples[i] for i in idx], texts),
-                           seed=stage_seed(exp.seed, "ppo"), stop=task_stop(prep.tokenizer, exp))
+                           seed=stage_seed(exp.seed, stage), stop=task_stop(prep.tokenizer, exp))
+        if online and self._value_head is not None:
+            module.value_head.load_state_dict(self._value_head)
         # Prompts drawn with replacement, `rollout_batch` per iteration, resumable mid-run.
+        episodes = self.round_episodes(exp, ctx.round) if online else self.episodes
         prompts = ResumableBatches(range(len(prep.train_ids)), self.settings.rollout_batch, torch.tensor,
-                                   seed=stage_seed(exp.seed, "ppo"), num_samples=self.episodes)
+                                   seed=stage_seed(exp.seed, stage), num_samples=episodes)
         # Manual optimisation: PPO clips its own gradients (Lightning refuses gradient_clip_val
         # with it) and counts iterations, not steps.
         overrides = {"gradient_clip_val": None, "max_steps": -1, "max_epochs": 1, "limit_val_batches": 0,
                      "log_every_n_steps": 1}  # an iteration is expensive: log each one
         # The series (eval.every iterations) scores the reward model's proxy against the gold.
-        fit(exp, exp.run_key, "ppo", module, train=prompts,
+        fit(exp, exp.run_key, stage, module, train=prompts,
             callbacks=eval_series(ctx, module.policy, reference=reference, reward_model=rm), **overrides)
+        self._value_head = {k: v.detach().clone() for k, v in module.value_head.state_dict().items()}
         return SampledPolicy(module.policy, ctx, reward_model=rm)
+
+    def round_state(self) -> dict[str, Any]:
+        return {"value_head": self._value_head or {}, "beta": float(self.kl.beta)}
+
+    def load_round_state(self, state: dict[str, Any]) -> None:
+        self._value_head = state.get("value_head") or None
+        if "beta" in state:
+            self.kl.beta = float(state["beta"])

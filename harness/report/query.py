@@ -29,7 +29,7 @@ PAGE = 1000  # runs per search_runs page
 NOT_IDENTITY = ("params.seed", "params.threads", "params.resume")
 # Settings added after runs were logged, with the value those runs had: a run without the
 # param is the same configuration as one that logged the default.
-PARAM_DEFAULTS = {"params.labels.rounds": "1"}
+PARAM_DEFAULTS = {"params.labels.rounds": "1", "params.labels.kind": "comparison"}
 NOT_IDENTITY_PREFIXES = ("params.logger.", "params.paths.", "params.study.")
 # Tags that describe the configuration (most repeat a param; `init` may not).
 SWEEP_PARENT_TAG = "prefharness.sweep_parent"  # as harness/tracking.py writes it: a sweep, not an experiment

@@ -12,6 +12,7 @@ import pytest
 
 from harness.errors import InputError, Stopped
 from harness.methods.offline import OfflinePreference
+from harness.methods.ppo import PPO
 from tests.integration.in_process import run_in_process
 
 BASE = ["experiment=smoke", "labels.n=24", "sampling.chunk=8", "eval.n_prompts=8", "logger.log_model=false"]
@@ -83,7 +84,8 @@ def test_a_run_stopped_in_a_round_resumes_there(tiny_cache: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["loss=ppo", "labels.rounds=2"], r"labels\.rounds=2: the method of this loss trains once, offline"),
+    (["loss=best_of_n", "labels.rounds=2"], r"labels\.rounds=2: the method of this loss trains once, offline"),
+    (["loss=ppo", "loss.method.episodes=2", "labels.rounds=3"], r"fewer than one episode per round"),
     (["loss=dpo", "labels.rounds=25"], r"labels\.rounds: expected an integer in 1\.\.labels\.n \(24\)"),
 ])
 def test_settings_online_rounds_cannot_take_are_refused(overrides: list[str], message: str, tiny_cache: Path,
@@ -91,3 +93,36 @@ def test_settings_online_rounds_cannot_take_are_refused(overrides: list[str], me
     with pytest.raises(InputError, match=message):
         run_in_process("online-refused", [*BASE, *overrides, f"paths.cache_dir={tiny_cache}"], tmp_path,
                        monkeypatch)
+
+
+def test_ppo_online_refits_the_reward_model_each_round_and_carries_its_value_head(
+        tiny_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ziegler et al.'s online mode: each round's reward model is trained on every comparison so
+    far; the policy, its value head and β continue; killed in round 2, the run resumes there with
+    the value head round 1 left."""
+    overrides = [*BASE, "loss=ppo", "loss.method.episodes=32", "labels.rounds=2", f"paths.cache_dir={tiny_cache}",
+                 "seed=3"]
+    seen: list[tuple[str, int, bool]] = []
+    stopped_once: list[bool] = []
+    fit = PPO.fit
+
+    def spy(self, ctx):  # noqa: ANN001, ANN202
+        seen.append((f"round{ctx.round}", len(ctx.labelled.choices), self._value_head is not None))
+        if ctx.round == 1 and not stopped_once:
+            stopped_once.append(True)
+            raise Stopped(signal.SIGTERM)
+        return fit(self, ctx)
+
+    monkeypatch.setattr(PPO, "fit", spy)
+    with pytest.raises(Stopped):
+        run_in_process("online-ppo", overrides, tmp_path / "run", monkeypatch)
+    assert seen == [("round0", 12, False), ("round1", 24, True)]
+    seen.clear()
+    metrics, _, run, client = run_in_process("online-ppo", overrides, tmp_path / "again", monkeypatch)
+    assert run.info.status == "FINISHED" and "eval/proxy_reward" in metrics
+    assert seen == [("round1", 24, True)]  # round 1 not rerun; its value head came back from the round's state
+    # Two reward models: one on round 1's 12 comparisons, one refit on all 24.
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "online/labels"))
+    assert history == [(0, 12.0), (1, 24.0)]
+    rm_tags = [t for t in run.data.tags if t == "artifact.reward_model"]
+    assert rm_tags and len(list((tiny_cache / "artifacts" / "reward_model").iterdir())) >= 2

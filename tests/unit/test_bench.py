@@ -89,3 +89,12 @@ def test_evidence_is_read_back_per_job_and_written_beside_the_report(tmp_path):
     assert out == tmp_path / "reports" / "bench" / "frozen.json"
     written = json.loads(out.read_text())
     assert written["command"] == "python -m bench --only frozen" and written["results"] == found
+
+
+def test_wilson_interval_by_hand() -> None:
+    from bench.judge_agreement import wilson
+
+    # 8 of 10: centre (0.8 + z²/20)/(1 + z²/10) = 0.71674, half-width 0.22658 (z = 1.96).
+    low, high = wilson(8, 10)
+    assert low == pytest.approx(0.49016, abs=1e-4) and high == pytest.approx(0.94332, abs=1e-4)
+    assert wilson(0, 10)[0] == pytest.approx(0.0, abs=1e-12)

@@ -66,3 +66,26 @@ def test_sentiment_scorers_agree_on_obvious_cases() -> None:
     for scorer in (VaderScorer(), TextBlobScorer()):
         good, bad = scorer([Example("a", ""), Example("b", "")], texts)
         assert good > 0 > bad
+
+
+def test_binary_ratings_by_hand() -> None:
+    """Annotator.rate against the median of what it rates: T = 0 is a median split; a flip rate
+    of ~1 turns every rating over; the panel's rating is its annotators' majority."""
+    from harness.labelers.panel import Annotator, Panel
+
+    def scorer(examples, responses):  # noqa: ANN001, ANN202
+        return [float(r) for r in responses]
+
+    sharp = Annotator("sharp", scorer, temperature=0.0)
+    rng = np.random.default_rng(0)
+    assert sharp.rate(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), rng).tolist() == [0, 0, 0, 1, 1]  # median 3: not above
+    contrary = Annotator("contrary", scorer, temperature=0.0, flip_rate=0.999999)
+    assert contrary.rate(np.array([1.0, 2.0, 4.0, 5.0]), rng).tolist() == [1, 1, 0, 0]
+    # Soft: P(up) = σ((u − θ)/T); u − θ = ±1 at T = 1 gives σ(1) ≈ 0.731 and σ(−1) ≈ 0.269.
+    soft = Annotator("soft", scorer, temperature=1.0)
+    draws = np.stack([soft.rate(np.array([0.0, 1.0, 2.0]), np.random.default_rng(s)) for s in range(4000)])
+    assert draws.mean(0) == pytest.approx([1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-1))], abs=0.025)
+    panel = Panel("p", "1", [sharp, sharp, contrary])
+    ratings = panel.rate([None, None], [["1", "2"], ["4", "5"]], np.random.default_rng(1))
+    assert ratings.choice.tolist() == [[0, 0], [1, 1]]  # two sharp annotators outvote the contrary one
+    assert ratings.votes.shape == (3, 4) and ratings.agreement == pytest.approx(1 / 3)
