@@ -33,7 +33,7 @@ from harness.cli.run import CONFIG_DIR, build_experiment
 from harness.labelers.serve_local import transformers_serve
 from harness.pipeline import prepare
 from harness.progress import progress_bar
-from harness.stages import gold_agreement, sampled_labels
+from harness.stages import gold_agreement, samples
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "reports" / "judge_agreement.md"
@@ -72,20 +72,25 @@ def measure(n: int, base_url: str, model: str) -> dict[str, float]:
         exp = _experiment(Path(tmp), [f"labels.n={n}", "labeler=llm_judge", "labeler@judge=sentiment_panel",
                                       f"labeler.base_url={base_url}", f"labeler.model={model}"])
         prep = prepare(exp)
-        with progress_bar() as progress:
-            labelled = sampled_labels(exp, prep, ArtifactCache(exp.cache_dir / "artifacts"), progress)
-    examples, tok = prep.train_examples, prep.tokenizer
-    judge_hits = gold_agreement(exp, examples, labelled.responses, labelled.choices, tok)
+        with progress_bar() as progress:  # the pool's samples (built once, then read from the cache)
+            pool, _ = samples(exp, prep, ArtifactCache(exp.cache_dir / "artifacts"), progress)
+    rows = [row for chunk in pool for row in chunk][:n]
+    examples, tok = prep.train_examples[:n], prep.tokenizer
+    groups, texts = [r["responses"] for r in rows], [r["texts"] for r in rows]
+    rng = np.random.default_rng(stage_seed(exp.seed, "labels:0"))
+    # Asked here rather than read from a labels artifact, so that every answer is counted
+    # (those asked before come back from the judge's own cache).
+    judged = exp.labeler.label(examples, texts, rng)
+    judge_hits = gold_agreement(exp, examples, groups, list(judged.choice), tok)
     # The simulated panel's own labels of the same comparisons, for scale (its noise model).
     panel = exp.judge
-    texts = [[tok.decode(r, skip_special_tokens=True) for r in g] for g in labelled.responses]
-    panel_labels = panel.label(examples, texts, np.random.default_rng(stage_seed(exp.seed, "labels:0")))
+    panel_labels = panel.label(examples, texts, rng)
     as_people = SimpleNamespace(judge=panel, labeler=None)
-    panel_hits = gold_agreement(as_people, examples, labelled.responses, list(panel_labels.choice), tok)
+    panel_hits = gold_agreement(as_people, examples, groups, list(panel_labels.choice), tok)
     usage = exp.labeler.usage()
     return {"n": float(n), "judge": float(judge_hits), "panel": float(panel_hits),
-            "orders_agree": float(labelled.meta["agreement"]), "requests": usage["judge/requests"],
-            "cached": usage["judge/cached"], "unparsed": usage["judge/unparsed"]}
+            "orders_agree": float(judged.agreement), "requests": usage["judge/requests"],
+            "cached": usage["judge/cached"], "unparsed": float((np.asarray(judged.votes) >= 2).sum())}
 
 
 def report(result: dict[str, float], served: str, command: str) -> str:
@@ -107,10 +112,10 @@ def report(result: dict[str, float], served: str, command: str) -> str:
         "|---|---|---|",
         *rows,
         "",
-        f"- Its two orders agreed on {100 * result['orders_agree']:.1f}% of comparisons (the rest were ties: "
-        "the answer followed the position, not the text).",
+        f"- Its two orders gave the same readable answer on {100 * result['orders_agree']:.1f}% of comparisons; "
+        "the rest are ties (an order's reply named neither letter, or the answer followed the position).",
         f"- Replies naming neither A nor B: {int(result['unparsed'])} of {int(result['requests'] + result['cached'])} "
-        f"answers ({int(result['cached'])} read from the judge's cache).",
+        f"answers ({int(result['cached'])} of them read from the judge's cache, asked by an earlier run).",
         f"- Served by {served}.",
         f"- Machine: {machine()}; {date.today().isoformat()}.",
         "",

@@ -164,8 +164,10 @@ class LLMJudge(Labeler):
         one_vote = (votes.max(0) >= 0) & ((votes[0] < 0) | (votes[1] < 0))
         choice = np.where(agree, votes[0], np.where(one_vote, votes.max(0), rng.integers(0, 2, len(examples))))
         self._log()
-        # Votes for the agreement: an unparsed reply counts as disagreeing with the other order.
-        return PanelLabels(choice=choice, votes=np.where(votes < 0, 2, votes), agreement=float(agree.mean()))
+        # Votes for the agreement: an unparsed reply (2 in the first order, 3 in the second) agrees
+        # with nothing, not even an unparsed reply to the other order.
+        return PanelLabels(choice=choice, votes=np.where(votes < 0, np.array([[2], [3]]), votes),
+                           agreement=float(agree.mean()))
 
     def compare(self, examples: Sequence[Example], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """The judge's preference of a over b: 1 when both orders say a, 0 when both say b, ½ otherwise."""

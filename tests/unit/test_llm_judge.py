@@ -80,3 +80,16 @@ def test_the_key_comes_from_the_environment_and_k_is_two(server: tuple[str, Judg
     with pytest.raises(InputError, match="a question for task 'sentiment' or a `default` one"):
         LLMJudge(name="j", version="1", model="m", base_url=url, api_key_env="K", task="sentiment",
                  templates={"tldr": "?"}, cache_dir=str(tmp_path))
+
+
+def test_two_unreadable_replies_are_no_agreement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.stages import row_agreement
+
+    judge = LLMJudge(name="llm_judge", version="1", model="m", base_url="http://127.0.0.1:9/v1", api_key_env="K",
+                     task="sentiment", templates={"default": "Which?"}, cache_dir=str(tmp_path))
+    # Prompt 0: neither order's reply named a letter; prompt 1: both orders chose the first response.
+    monkeypatch.setattr(judge, "_votes", lambda prompts, a, b: np.array([[-1, 0], [-1, 0]]))
+    examples = [Example(id=f"e{i}", prompt="p") for i in range(2)]
+    labels = judge.label(examples, [["x", "y"], ["x", "y"]], np.random.default_rng(0))
+    assert labels.agreement == 0.5 and labels.choice[1] == 0
+    assert [row_agreement(v) for v in labels.votes.T.tolist()] == [0.0, 1.0]  # as the labels stage reads them
