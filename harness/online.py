@@ -65,7 +65,8 @@ def check(exp: Experiment, imported: bool, examples: Sequence[Any]) -> None:
         return
     if not exp.method.online:
         raise InputError(f"labels.rounds={exp.labels.rounds}: the method of this loss trains once, offline; online "
-                         "rounds are built for the offline objectives (loss=dpo, ipo, kto, …). Use labels.rounds=1")
+                         "rounds are built for the offline objectives and PPO (loss=dpo, ipo, kto, ppo, …). Use "
+                         "labels.rounds=1")
     if imported:
         raise InputError(f"labels.rounds={exp.labels.rounds}: labeler={exp.labeler.name} reads comparisons made "
                          "elsewhere and cannot label the current policy's samples; use labels.rounds=1, or a panel, "
