@@ -53,10 +53,19 @@ PORT = 8017  # fixed: the judge's cache keys its answers by the endpoint's addre
 
 
 def _experiment(tmp: Path, overrides: list[str]):  # noqa: ANN202 - an Experiment
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"  # nothing is logged there
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=demo", f"paths.cache_dir={cache_dir()}", *overrides])
-    return build_experiment(cfg, tmp)
+    """experiment=demo with `overrides`, its MLflow store a throw-away one in `tmp` (nothing is
+    logged there); the caller's MLFLOW_TRACKING_URI is left as it was."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=["experiment=demo", f"paths.cache_dir={cache_dir()}", *overrides])
+        return build_experiment(cfg, tmp)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def policy_dir() -> Path:
