@@ -82,13 +82,18 @@ class LabelSettings:
     def round_bounds(self) -> list[tuple[int, int]]:
         """The budget split across rounds: round r labels prompts [start, stop) of the first n,
         the n prompts cut as evenly as whole prompts allow (the earlier rounds get the extra)."""
-        base, extra = divmod(self.n, self.rounds)
         bounds, start = [], 0
-        for r in range(self.rounds):
-            stop = start + base + (1 if r < extra else 0)
-            bounds.append((start, stop))
-            start = stop
+        for size in even_shares(self.n, self.rounds):
+            bounds.append((start, start + size))
+            start += size
         return bounds
+
+
+def even_shares(total: int, parts: int) -> list[int]:
+    """`total` cut into `parts` whole shares as even as they can be, the earlier ones taking the
+    remainder (10 in 3: 4, 3, 3): the label budget and PPO's episodes across online rounds."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 INIT_POLICIES = ("base", "sft")

@@ -11,7 +11,7 @@ import torch
 from harness.cache import stage_seed
 from harness.errors import InputError
 from harness.data.resumable import ResumableBatches
-from harness.experiment import EvalPolicy, Experiment, Method, PPOSettings, RewardModelSettings, TrainContext, TrainSettings
+from harness.experiment import EvalPolicy, Experiment, Method, PPOSettings, even_shares, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import SampledPolicy, eval_series
 from harness.models.loading import load_causal_lm
 from harness.modules.ppo import PPOModule
@@ -46,8 +46,7 @@ class PPO(Method):
 
     def round_episodes(self, exp: Experiment, r: int) -> int:
         """Round r's share of the episodes (the earlier rounds take the remainder)."""
-        base, extra = divmod(self.episodes, exp.labels.rounds)
-        return base + (1 if r < extra else 0)
+        return even_shares(self.episodes, exp.labels.rounds)[r]
 
     def fit(self, ctx: TrainContext) -> EvalPolicy:
         """The reward model on the labels in `ctx` (online: every comparison so far, refit from
