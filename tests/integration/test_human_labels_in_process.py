@@ -70,3 +70,59 @@ def test_the_cli_says_how_to_serve_the_page_and_exits_3(harness_env: dict[str, s
     [line] = [line for line in proc.stderr.splitlines() if line.startswith("harness: waiting for labels")]
     assert f"harness-label serve {tmp_path / 'people' / 'queue.jsonl'}" in line and "http://127.0.0.1:8765/" in line
     assert len((tmp_path / "people" / "queue.jsonl").read_text().splitlines()) == 8
+
+
+def _answer_everything(people: Path, name: str) -> int:
+    """`name` answers every comparison of the queue through the page's code (the first response
+    shown); the number answered."""
+    page = Labelling(people / "queue.jsonl", people / "labels.jsonl")
+    todo = [item for item in page.items if item["id"] not in page.answered_by(name)]
+    for item in todo:
+        shown = shown_order(name, item["id"], len(item["responses"]))
+        page.record(name, {"id": item["id"], "shown": json.dumps(shown), "shown_at": "0", "position": "0"})
+    return len(todo)
+
+
+def test_online_rounds_wait_for_people_at_each_round_and_resume_there(tiny_cache: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """labels.rounds=2 with labeler=human: the run stops for round 1's labels, trains round 1 once
+    people answered, samples round 2 from the policy it trained, stops again for those, and the
+    third start trains round 2 only."""
+    from harness.methods.offline import OfflinePreference
+
+    people = tmp_path / "people"
+    overrides = ["experiment=smoke", "loss=dpo", "labeler=human", f"labeler.dir={people}",
+                 "labeler@judge=lexicon_panel", "labels.n=12", "labels.rounds=2", "sampling.chunk=6",
+                 "eval.n_prompts=8", f"paths.cache_dir={tiny_cache}", "logger.log_model=false"]
+    trained: list[tuple[str, int]] = []
+    fit = OfflinePreference.fit
+
+    def spy(self, ctx):  # noqa: ANN001, ANN202
+        trained.append((ctx.stage, len(ctx.labelled.choices)))
+        return fit(self, ctx)
+
+    monkeypatch.setattr(OfflinePreference, "fit", spy)
+    with pytest.raises(AwaitingLabels) as wait:  # round 1: the initial policy's samples of the first 6 prompts
+        run_in_process("human-online", overrides, tmp_path / "run1", monkeypatch)
+    assert (wait.value.pending, wait.value.added) == (6, 6) and trained == []
+    assert _answer_everything(people, "ann") == 6
+
+    with pytest.raises(AwaitingLabels) as wait:  # round 2: new samples, of the policy round 1 trained
+        run_in_process("human-online", overrides, tmp_path / "run2", monkeypatch)
+    assert (wait.value.pending, wait.value.added) == (6, 6)
+    assert trained == [("train-round0", 6)]
+    queue = [json.loads(line) for line in (people / "queue.jsonl").read_text().splitlines()]
+    assert len(queue) == 12 and len({q["id"] for q in queue}) == 12
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    [stopped] = client.search_runs([client.get_experiment_by_name("human-online").experiment_id])
+    assert stopped.info.status == "KILLED" and stopped.data.tags["awaiting_labels"] == "6"
+    assert [(m.step, m.value) for m in client.get_metric_history(stopped.info.run_id, "online/labels")] == [(0, 6.0)]
+    assert _answer_everything(people, "ann") == 6
+
+    trained.clear()
+    metrics, _, run, client = run_in_process("human-online", overrides, tmp_path / "run3", monkeypatch)
+    assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert trained == [("train-round1", 12)]  # round 1 was not trained again
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "online/labels")) == \
+        [(0, 6.0), (1, 12.0)]
+    assert "eval/gold_reward" in metrics and "online/gold_agreement" in run.data.metrics
