@@ -27,6 +27,6 @@ class AwaitingLabels(Exception):
     def __init__(self, queue: object, labels: object, pending: int, added: int, host: str = "127.0.0.1",
                  port: int = 8765) -> None:
         self.queue, self.labels, self.pending, self.added, self.host, self.port = queue, labels, pending, added, host, port
-        super().__init__(f"{pending} comparisons need labels from people ({added} new in {queue}); serve them with "
+        super().__init__(f"{pending} items (comparisons or ratings) need labels from people ({added} new in {queue}); serve them with "
                          f"`harness-label serve {queue} {labels} --port {port}` (http://{host}:{port}/), then run "
                          "the same command again")

@@ -73,7 +73,8 @@ def check(exp: Experiment) -> Prepared:
                              "comparisons; binary labels (a thumbs up or down on one response) train loss=kto")
         if imported is not None or not callable(getattr(exp.labeler, "rate", None)):
             raise InputError(f"labels.kind=binary: labeler={exp.labeler.name} gives comparisons, not a thumbs up or "
-                             "down on each response; a simulated panel gives both (e.g. labeler=sentiment_panel)")
+                             "down on each response; a simulated panel, labeler=human and labeler=llm_judge give "
+                             "both (e.g. labeler=sentiment_panel)")
     exp.method.check(exp, train_examples)  # a method's own checks of the data
     online.check(exp, imported is not None, train_examples)
     eval_examples = task.examples("eval")

@@ -243,14 +243,17 @@ def write_labels(out: Path, exp: Experiment, examples: Sequence[Example], sample
     progress.advance(task_id)
     provenance = {"labeler": exp.labeler.name, "version": exp.labeler.version, "seed": exp.seed,
                   "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if binary:  # each prompt's k ratings, and each annotator's k votes
-        votes = np.asarray(result.votes).reshape(-1, len(sampled), result.choice.shape[1]).transpose(1, 0, 2).tolist()
+    if binary:  # each prompt's k ratings, and each annotator's k votes (people: each response's ratings)
+        votes = (np.asarray(result.votes).reshape(-1, len(sampled), result.choice.shape[1]).transpose(1, 0, 2).tolist()
+                 if isinstance(result.votes, np.ndarray) else result.votes)
         rows = [{"id": s["id"], "ratings": [int(x) for x in r], "choice": int(np.argmax(r)), "votes": v}
                 for s, r, v in zip(sampled, result.choice, votes)]
     else:
         # Each prompt's votes: a panel's (A, N) array by column, or people's lists as given.
         votes = result.votes.T.tolist() if isinstance(result.votes, np.ndarray) else result.votes
         rows = [{"id": s["id"], "choice": int(c), "votes": list(v)} for s, c, v in zip(sampled, result.choice, votes)]
+    if result.row_agreement is not None:
+        rows = [row | {"agreement": a} for row, a in zip(rows, result.row_agreement)]
     write_jsonl(out / "labels.jsonl", [row | provenance for row in rows])
     (out / "meta.json").write_text(json.dumps({"agreement": result.agreement} | provenance))
 
@@ -283,7 +286,7 @@ def labels(exp: Experiment, cache: ArtifactCache, progress: ProgressBar,
                              w.host, w.port)
     rows = rows[: exp.labels.n]
     # Agreement over the prompts used: the mean over prompts of the annotator pairs that agree.
-    agreement = (float(np.mean([row_agreement(r["votes"]) for r in rows]))
+    agreement = (float(np.mean([r["agreement"] if "agreement" in r else row_agreement(r["votes"]) for r in rows]))
                  if meta.get("agreement") is not None else None)
     return rows, {k: v for k, v in meta.items() if k != "time"} | {"agreement": agreement}
 

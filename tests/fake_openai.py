@@ -15,11 +15,13 @@ from fastapi.responses import JSONResponse
 
 KEY = "test-key-123"
 PAIR = re.compile(r"Response A:\n(.*)\n\nResponse B:\n(.*)\n\nAnswer", re.S)
+ONE = re.compile(r"Response:\n(.*)\n\nAnswer Yes or No", re.S)
 
 
 class Judge:
     """The server's judgement: the response with "good" in it; with both or neither, "A" (a
-    judge that follows the position). A prompt with "flaky" fails its first request (500); one
+    judge that follows the position). Asked of one response: "Yes" when it holds "good", "No"
+    otherwise, and a reply of neither when it holds "mumble". A prompt with "flaky" fails its first request (500); one
     with "down" always fails."""
 
     def __init__(self) -> None:
@@ -39,8 +41,12 @@ class Judge:
             if "down" in text or ("flaky" in text and text not in self.failed):
                 self.failed.add(text)
                 return JSONResponse({"error": {"message": "overloaded"}}, status_code=500)
-            a, b = PAIR.search(text).groups()
-            answer = "B" if ("good" in b and "good" not in a) else "A"
+            one = ONE.search(text)
+            if one is not None:
+                answer = "Hmm" if "mumble" in one.group(1) else "Yes" if "good" in one.group(1) else "No"
+            else:
+                a, b = PAIR.search(text).groups()
+                answer = "B" if ("good" in b and "good" not in a) else "A"
             return JSONResponse({
                 "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": f" {answer}."},

@@ -11,8 +11,9 @@ One JSON object per line; blank lines are skipped and unknown keys ignored:
     {"prompt": "The film was", "responses": [" great.", " dull."], "choice": 0,
      "annotator": "r7", "id": "pair-001"}
 
-A line whose `outcome` is `tie` or `skip` (the labelling page records those, with `choice`
-null) names no better response and is passed over. `annotator` and `id` are optional (null
+A line whose `outcome` is `tie`, `skip` or `rating` (the labelling page records those, with
+`choice` null; a rating is a thumbs up or down on one response) names no better response and is
+passed over. `annotator` and `id` are optional (null
 counts as absent); `id` defaults to
 "<file stem>-<line number>". Every line compares the same number k of responses (the
 pipeline's labels.k), and a line holds at most MAX_LINE_BYTES. The whole file is validated
@@ -124,7 +125,7 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-PASSED_OVER = ("tie", "skip")  # `outcome`s of the labelling page that name no better response
+PASSED_OVER = ("tie", "skip", "rating")  # `outcome`s of the labelling page that name no better response
 
 
 def _parse_line(text: str, path: Path, lineno: int) -> tuple[ComparisonRecord | None, bool]:
@@ -225,7 +226,7 @@ def read_comparisons(path: Path) -> list[ComparisonRecord]:
         first_line[record.id] = lineno
         records.append(record)
     if not records:
-        found = ("an empty file" if not data else f"only ties and skips ({passed_over})" if passed_over
+        found = ("an empty file" if not data else f"only ties, skips and ratings ({passed_over})" if passed_over
                  else "only blank lines")
         raise InputError(f"{path}: file: expected at least one comparison (one JSON object per line), found {found}")
     return records

@@ -13,6 +13,11 @@ choices (a tie between choices, or only ties, is broken at random with the stage
 panel breaks its ties); its votes are every person's choice, so the labels' agreement is the
 people's. Humans give no gold reward: a run names a panel (or the LLM judge) as
 labeler@judge for its evaluation.
+
+Binary labels (labels.kind=binary): every response is an item of its own (`kind: rating`, one
+response), which the page asks a thumbs up or down on. A response's rating is the majority of
+the people's (a tie at random, as above); each row's agreement is the share of pairs of people
+who rated one of its responses alike (1 where nobody was second).
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ QUEUE, LABELS = "queue.jsonl", "labels.jsonl"
 
 def item_id(prompt: str, responses: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps([prompt, list(responses)], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _alike(votes: Sequence[int]) -> float:
+    """The share of pairs of people who answered one item alike."""
+    return float(np.mean([votes[i] == votes[j] for i in range(len(votes)) for j in range(i + 1, len(votes))]))
 
 
 def read_answers(path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -92,10 +102,40 @@ class HumanLabeler(Labeler):
         if pending:
             added = self._enqueue(pending)
             raise AwaitingLabels(self.queue, self.labels, len(pending), added, self.host, self.port)
-        agreement = [np.mean([v[i] == v[j] for i in range(len(v)) for j in range(i + 1, len(v))])
-                     for v in votes if len(v) > 1]
+        agreement = [_alike(v) for v in votes if len(v) > 1]
         return PanelLabels(choice=np.array(choices), votes=votes,  # type: ignore[arg-type]
                            agreement=float(np.mean(agreement)) if agreement else 1.0)
+
+    def rate(self, examples: Sequence[Example], candidates: Sequence[Sequence[str]],
+             rng: np.random.Generator) -> PanelLabels:
+        """Binary labels: each of the k responses to examples[i] rated alone on the page; `choice`
+        (N, k) of 0/1, `votes` per prompt the people's ratings of each response, `row_agreement`
+        per prompt."""
+        answers = read_answers(self.labels)
+        ratings, votes, alike, pending = [], [], [], []
+        for e, group in zip(examples, candidates):
+            row, row_votes = [], []
+            for response in group:
+                item = {"id": item_id(e.prompt, [response]), "kind": "rating", "prompt": e.prompt,
+                        "responses": [response]}
+                given = [int(a["rating"]) for a in answers.get(item["id"], [])
+                         if a.get("outcome") == "rating" and a.get("rating") in (0, 1)]
+                if not given:
+                    pending.append(item)
+                    continue
+                ups = sum(given)
+                row.append(int(rng.integers(2)) if 2 * ups == len(given) else int(2 * ups > len(given)))
+                row_votes.append(given)
+            ratings.append(row)
+            votes.append(row_votes)
+            rated_twice = [v for v in row_votes if len(v) > 1]
+            alike.append(float(np.mean([_alike(v) for v in rated_twice])) if rated_twice else 1.0)
+        if pending:
+            pending = list({item["id"]: item for item in pending}.values())  # one response sampled twice: one item
+            added = self._enqueue(pending)
+            raise AwaitingLabels(self.queue, self.labels, len(pending), added, self.host, self.port)
+        return PanelLabels(choice=np.array(ratings, dtype=np.int64), votes=votes,  # type: ignore[arg-type]
+                           agreement=float(np.mean(alike)) if alike else 1.0, row_agreement=alike)
 
     def _enqueue(self, items: list[dict[str, Any]]) -> int:
         """Append the items the queue does not hold yet; the number added."""

@@ -18,6 +18,11 @@ cached for it. Token use (prompt, completion, requests, cached answers) is count
 as `judge/*` metrics of the run. The key comes from the environment variable `api_key_env`
 (never from the config, so it is in no params, tags or logs). Only comparisons of k = 2
 responses: labels.k=2.
+
+Binary labels (labels.kind=binary): each response is asked alone whether it is good
+(`rating_templates`, by task), Yes a thumbs up; a reply with neither word counts as no rating
+and is drawn at random (counted in judge/unparsed). One judge gives no agreement to measure:
+its labels log none.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ ANSWER = re.compile(r"\b([AB])\b")
 SYSTEM = ("You compare two responses to the same prompt and answer with one letter: A if Response A is "
           "better, B if Response B is better. Answer A or B only.")
 TEMPLATE = "{question}\n\nPrompt:\n{prompt}\n\nResponse A:\n{a}\n\nResponse B:\n{b}\n\nAnswer A or B."
+RATING = re.compile(r"\b(YES|NO)\b")
+RATING_SYSTEM = ("You judge one response to a prompt and answer with one word: Yes if it is a good response, "
+                 "No if it is not. Answer Yes or No only.")
+RATING_TEMPLATE = "{question}\n\nPrompt:\n{prompt}\n\nResponse:\n{a}\n\nAnswer Yes or No."
 
 
 @dataclass
@@ -63,6 +72,8 @@ class LLMJudge(Labeler):
     concurrency: int = 4
     max_tokens: int = 4
     temperature: float = 0.0
+    # task name → the question asked of one response (labels.kind=binary); `default` for any other
+    rating_templates: Mapping[str, str] = field(default_factory=lambda: {"default": "Is this a good response?"})
     _usage: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -98,10 +109,16 @@ class LLMJudge(Labeler):
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
-    def _ask(self, client: Any, prompt: str, a: str, b: str) -> int | None:
-        """0 if the judge prefers `a`, 1 if `b`, None if its reply names neither."""
-        messages = [{"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": TEMPLATE.format(question=self.question, prompt=prompt, a=a, b=b)}]
+    def _ask(self, client: Any, prompt: str, a: str, b: str | None) -> int | None:
+        """0 if the judge prefers `a`, 1 if `b`, None if its reply names neither. Without `b`,
+        the rating of `a` alone: 1 (Yes, good), 0 (No), None if the reply says neither."""
+        if b is None:
+            question = self.rating_templates.get(self.task, self.rating_templates.get("default", ""))
+            messages = [{"role": "system", "content": RATING_SYSTEM},
+                        {"role": "user", "content": RATING_TEMPLATE.format(question=question, prompt=prompt, a=a)}]
+        else:
+            messages = [{"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": TEMPLATE.format(question=self.question, prompt=prompt, a=a, b=b)}]
         key = self._key(messages)
         path = Path(self.cache_dir).expanduser() / key[:2] / f"{key}.json"
         if path.exists():
@@ -125,11 +142,11 @@ class LLMJudge(Labeler):
             tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps({"reply": reply, "model": self.model, "messages": messages}))
             tmp.replace(path)
-        found = ANSWER.search(reply.strip().upper())
+        found = (ANSWER if b is not None else RATING).search(reply.strip().upper())
         if found is None:
             self._count(unparsed=1)
             return None
-        return 0 if found.group(1) == "A" else 1
+        return int(found.group(1) in ("B", "YES"))
 
     def _count(self, **counts: int) -> None:
         with self._lock:
@@ -168,6 +185,23 @@ class LLMJudge(Labeler):
         # with nothing, not even an unparsed reply to the other order.
         return PanelLabels(choice=choice, votes=np.where(votes < 0, np.array([[2], [3]]), votes),
                            agreement=float(agree.mean()))
+
+    def rate(self, examples: Sequence[Example], candidates: Sequence[Sequence[str]],
+             rng: np.random.Generator) -> PanelLabels:
+        """Binary labels: each of the k responses to examples[i] asked alone; `choice` (N, k) of
+        0/1 (an unreadable reply: drawn at random), `votes` (1, N·k) the replies (2: unreadable)."""
+        k = len(candidates[0]) if candidates else 0
+        if any(len(c) != k for c in candidates):
+            raise InputError(f"labeler {self.name}: every prompt needs the same k responses")
+        client = self._client()
+        jobs = [(e.prompt, r) for e, group in zip(examples, candidates) for r in group]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            answers = np.array([-1 if a is None else a for a in pool.map(lambda job: self._ask(client, *job, None), jobs)],
+                               dtype=np.int64)
+        self._log()
+        ratings = np.where(answers >= 0, answers, rng.integers(0, 2, answers.shape))
+        return PanelLabels(choice=ratings.reshape(len(examples), k), votes=np.where(answers < 0, 2, answers)[None],
+                           agreement=None)
 
     def compare(self, examples: Sequence[Example], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """The judge's preference of a over b: 1 when both orders say a, 0 when both say b, ½ otherwise."""

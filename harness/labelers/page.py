@@ -2,14 +2,16 @@
 
 A FastAPI app over two files:
 - the queue: pending comparisons, one JSON object per line, `{"id", "prompt", "responses": [k
-  strings]}` (written by a run with `labeler=human`, or by hand);
+  strings]}` (written by a run with `labeler=human`, or by hand), and, for binary labels,
+  ratings of one response, `{"id", "kind": "rating", "prompt", "responses": [one string]}`;
 - the labels: what people answered, appended one JSON line per answer, the shape `labeler=file`
   reads (`id`: the item's id and the annotator's name, `prompt`, `responses`, `choice`,
   `annotator`) plus `item` (the queue's id), `outcome` (`choice`, `tie`
   or `skip`; a tie or a skip has `choice: null`, and `labeler=file` passes over them),
   `seconds` (time from the page being shown to the answer), `shown` (the order the responses
   were shown in: `shown[i]` is the index of the response in position i) and `position` (where
-  the chosen one was shown).
+  the chosen one was shown). A rating's answer has `outcome: rating` and `rating` (1 thumbs up,
+  0 down; `labeler=file` passes over it), or `outcome: skip`.
 
 Each annotator sees the pending items they have not answered, one at a time, the responses in
 an order drawn per annotator and item (so no position is favoured across people), and their
@@ -46,7 +48,8 @@ from jinja2 import Environment
 from harness.errors import InputError
 
 LOCAL = "local"
-OUTCOMES = ("choice", "tie", "skip")
+OUTCOMES = ("choice", "tie", "skip")  # of a comparison
+RATING_OUTCOMES = ("rating", "skip")  # of a rating (one response, thumbs up or down)
 PAGE = Environment(autoescape=True).from_string("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>prefharness · labelling</title>
 <style>
@@ -58,7 +61,21 @@ button { margin: .2rem .4rem .2rem 0; padding: .3rem .8rem; }
 #progress { color: #555; }
 </style></head><body>
 <p id="progress">{{ annotator }}: {{ done }} of {{ total }} labelled</p>
-{% if item %}
+{% if item and item.kind == "rating" %}
+<h3>Is this response good?</h3>
+<div class="prompt" id="prompt">{{ item.prompt }}</div>
+<form method="post" action="answer">
+<input type="hidden" name="id" value="{{ item.id }}">
+<input type="hidden" name="shown" value="[0]">
+<input type="hidden" name="shown_at" value="{{ shown_at }}">
+{% if token %}<input type="hidden" name="token" value="{{ token }}">{% endif %}
+{% if name_param %}<input type="hidden" name="annotator" value="{{ annotator }}">{% endif %}
+<div class="response" id="response-0">{{ item.responses[0] }}</div>
+<p><button type="submit" name="rating" value="1" id="up">&#128077; Good</button>
+<button type="submit" name="rating" value="0" id="down">&#128078; Not good</button>
+<button type="submit" name="outcome" value="skip" id="skip">Skip</button></p>
+</form>
+{% elif item %}
 <h3>Which response is better?</h3>
 <div class="prompt" id="prompt">{{ item.prompt }}</div>
 <form method="post" action="answer">
@@ -83,7 +100,8 @@ button { margin: .2rem .4rem .2rem 0; padding: .3rem .8rem; }
 
 def read_queue(path: Path) -> list[dict[str, Any]]:
     """The pending comparisons, checked: every line an object with a unique non-empty `id`, a
-    non-empty `prompt` and ≥ 2 non-empty `responses`; the error names the file, line and field."""
+    non-empty `prompt` and ≥ 2 non-empty `responses` (a `kind: rating` item: exactly 1); the
+    error names the file, line and field."""
     items, seen = [], set()
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
@@ -103,12 +121,17 @@ def read_queue(path: Path) -> list[dict[str, Any]]:
             raise InputError(f"{where}: id: expected a non-empty string no other line has, found {item.get('id')!r}")
         if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
             raise InputError(f"{where}: prompt: expected a non-empty string")
+        kind = item.get("kind", "comparison")
+        if kind not in ("comparison", "rating"):
+            raise InputError(f"{where}: kind: expected comparison or rating, found {kind!r}")
         responses = item.get("responses")
-        if not isinstance(responses, list) or len(responses) < 2 or not all(isinstance(r, str) and r.strip()
-                                                                              for r in responses):
-            raise InputError(f"{where}: responses: expected a list of ≥ 2 non-empty strings")
+        many = kind == "comparison"
+        if (not isinstance(responses, list) or (len(responses) < 2 if many else len(responses) != 1)
+                or not all(isinstance(r, str) and r.strip() for r in responses)):
+            raise InputError(f"{where}: responses: expected a list of " + ("≥ 2 non-empty strings" if many else
+                                                                           "one non-empty string (a rating)"))
         seen.add(item["id"])
-        items.append({"id": item["id"], "prompt": item["prompt"], "responses": responses})
+        items.append({"id": item["id"], "kind": kind, "prompt": item["prompt"], "responses": responses})
     return items
 
 
@@ -173,11 +196,17 @@ class Labelling:
             shown = []
         if sorted(shown) != list(range(k)):
             raise InputError("shown: expected the order the responses were shown in")
-        outcome = form.get("outcome") or "choice"
-        if outcome not in OUTCOMES:
-            raise InputError(f"outcome: expected one of {', '.join(OUTCOMES)}, found {outcome!r}")
-        position = None
-        if outcome == "choice":
+        rating = item["kind"] == "rating"
+        allowed = RATING_OUTCOMES if rating else OUTCOMES
+        outcome = form.get("outcome") or allowed[0]
+        if outcome not in allowed:
+            raise InputError(f"outcome: expected one of {', '.join(allowed)}, found {outcome!r}")
+        position, thumb = None, None
+        if outcome == "rating":
+            if form.get("rating") not in ("0", "1"):
+                raise InputError(f"rating: expected 1 (good) or 0 (not good), found {form.get('rating')!r}")
+            thumb = int(form["rating"])
+        elif outcome == "choice":
             try:
                 position = int(form.get("position", ""))
             except ValueError:
@@ -191,6 +220,7 @@ class Labelling:
         # One line per annotator and item: `id` is both (labeler=file wants ids unique), `item` the item.
         answer = {"id": f"{item['id']}/{annotator}", "item": item["id"], "prompt": item["prompt"], "responses": item["responses"],
                   "choice": shown[position] if position is not None else None, "outcome": outcome,
+                  **({"kind": "rating", "rating": thumb} if rating else {}),
                   "annotator": annotator, "seconds": seconds, "shown": shown, "position": position,
                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         data = (json.dumps(answer, ensure_ascii=False) + "\n").encode("utf-8")

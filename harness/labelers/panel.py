@@ -78,9 +78,12 @@ class Annotator:
 
 @dataclass
 class PanelLabels:
-    choice: np.ndarray  # (N,) index of the best response per prompt
-    votes: np.ndarray  # (A, N) each annotator's choice
-    agreement: float  # mean pairwise agreement between annotators
+    choice: np.ndarray  # (N,) index of the best response per prompt; binary labels: (N, k) of 0/1
+    votes: np.ndarray  # (A, N) each annotator's choice (people: per prompt, the list of their choices)
+    agreement: float | None  # mean pairwise agreement between annotators; None: not measured (one judge)
+    # Each prompt's agreement, where the votes do not line up by annotator (people's ratings:
+    # not everyone rated every response); None: stages.row_agreement of the row's votes.
+    row_agreement: list[float] | None = None
 
 
 @dataclass

@@ -126,3 +126,25 @@ def test_people_label_in_a_browser_and_no_answer_is_lost(tmp_path: Path, browser
         assert line["seconds"] is not None
     records = read_comparisons(tmp_path / "labels.jsonl")  # ties and skips passed over
     assert sorted(r.id for r in records) == ["q0/ann", "q0/bob", "q1/ann", "q2/ann", "q2/bob"]
+
+
+def test_a_thumbs_up_or_down_in_a_browser(tmp_path: Path, browsers: list) -> None:
+    """Binary labels (labels.kind=binary): one response shown, rated with a thumbs up or down."""
+    items = [{"id": f"r{i}", "kind": "rating", "prompt": f"Prompt {i}", "responses": [f" <i>fine</i> ({i})."]}
+             for i in range(2)]
+    (tmp_path / "queue.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    port = _free_port()
+    server = _serve(tmp_path, port)
+    ann = browsers[0]
+    try:
+        ann.get(f"http://127.0.0.1:{port}/?annotator=ann")
+        assert ann.find_element(By.TAG_NAME, "h3").text == "Is this response good?"
+        assert "<i>fine</i> (0)." in ann.find_element(By.ID, "response-0").text
+        _press(ann, "up")
+        _press(ann, "down")
+        assert _progress(ann) == "ann: 2 of 2 labelled" and ann.find_elements(By.ID, "finished")
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=30)
+    lines = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert [(x["item"], x["outcome"], x["rating"]) for x in lines] == [("r0", "rating", 1), ("r1", "rating", 0)]

@@ -110,6 +110,33 @@ def test_bad_answers_and_queues_are_refused(tmp_path: Path) -> None:
         read_queue(queue(tmp_path, [ITEMS[0], ITEMS[0]]))
     with pytest.raises(InputError, match=r"queue\.jsonl:1: responses: expected a list of ≥ 2"):
         read_queue(queue(tmp_path, [{"id": "x", "prompt": "p", "responses": ["only one"]}]))
+    with pytest.raises(InputError, match=r"queue\.jsonl:1: responses: expected a list of one non-empty string"):
+        read_queue(queue(tmp_path, [{"id": "x", "kind": "rating", "prompt": "p", "responses": ["a", "b"]}]))
+    with pytest.raises(InputError, match=r"queue\.jsonl:1: kind: expected comparison or rating, found 'stars'"):
+        read_queue(queue(tmp_path, [{"id": "x", "kind": "stars", "prompt": "p", "responses": ["a"]}]))
     (tmp_path / "people.json").write_text(json.dumps({"ann": "short"}))
     with pytest.raises(InputError, match=r"ann: expected a token of ≥ 16 characters"):
         read_annotators(tmp_path / "people.json")
+
+
+def test_a_rating_item_takes_a_thumbs_up_or_down_and_labeler_file_passes_over_it(tmp_path: Path) -> None:
+    items = [{"id": "r1", "kind": "rating", "prompt": "The film was", "responses": [" <b>great</b>."]},
+             {"id": "r2", "kind": "rating", "prompt": "My day", "responses": [" dull."]},
+             ITEMS[0]]
+    labels = tmp_path / "labels.jsonl"
+    client = TestClient(create_app(Labelling(queue(tmp_path, items), labels)))
+    page = client.get("/").text
+    assert "Is this response good?" in page and "&lt;b&gt;great&lt;/b&gt;" in page and 'id="up"' in page
+    fields = {k: v.replace("&#34;", '"') for k, v in form(page).items()}
+    assert client.post("/answer", data=fields | {"rating": "7"}).status_code == 400
+    assert client.post("/answer", data=fields | {"outcome": "tie"}).status_code == 400  # no tie of one response
+    page = answer(client, page, rating="1")
+    assert "local: 1 of 3 labelled" in page and "My day" in page
+    page = answer(client, page, rating="0")
+    assert "Which response is better?" in page  # then the comparison
+    answer(client, page, position="0")
+    lines = [json.loads(line) for line in labels.read_text().splitlines()]
+    assert [(x["item"], x["outcome"], x.get("rating"), x["choice"]) for x in lines] == [
+        ("r1", "rating", 1, None), ("r2", "rating", 0, None), ("a", "choice", None, shown_order("local", "a", 2)[0])]
+    [comparison] = read_comparisons(labels)  # the ratings are not comparisons
+    assert comparison.prompt == "The film was" and len(comparison.responses) == 2

@@ -93,3 +93,21 @@ def test_two_unreadable_replies_are_no_agreement(tmp_path: Path, monkeypatch: py
     labels = judge.label(examples, [["x", "y"], ["x", "y"]], np.random.default_rng(0))
     assert labels.agreement == 0.5 and labels.choice[1] == 0
     assert [row_agreement(v) for v in labels.votes.T.tolist()] == [0.0, 1.0]  # as the labels stage reads them
+
+
+def test_asked_for_binary_labels_each_response_is_rated_alone(server: tuple[str, Judge], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    url, fake = server
+    monkeypatch.setenv("TEST_JUDGE_KEY", KEY)
+    judge = make(url, tmp_path, rating_templates={"sentiment": "Is it positive?", "default": "Good?"})
+    groups = [(" good fun.", " dull."), (" mumble.", " good, good.")]
+    labels = judge.rate(examples(2), groups, np.random.default_rng(0))
+    assert len(fake.requests) == 4  # one question per response, no second order
+    assert all(r.startswith("Is it positive?") and "Answer Yes or No." in r for r in fake.requests)
+    assert labels.choice.shape == (2, 2)
+    assert labels.choice[0].tolist() == [1, 0] and labels.choice[1, 1] == 1
+    assert labels.choice[1, 0] in (0, 1)  # "Hmm": no rating, drawn at random
+    assert labels.votes.tolist() == [[1, 0, 2, 1]] and labels.agreement is None
+    assert judge.usage()["judge/unparsed"] == 1
+    again = judge.rate(examples(2), groups, np.random.default_rng(0))  # from the cache
+    assert len(fake.requests) == 4 and again.votes.tolist() == labels.votes.tolist()
