@@ -21,12 +21,14 @@ ONE = re.compile(r"Response:\n(.*)\n\nAnswer Yes or No", re.S)
 class Judge:
     """The server's judgement: the response with "good" in it; with both or neither, "A" (a
     judge that follows the position). Asked of one response: "Yes" when it holds "good", "No"
-    otherwise, and a reply of neither when it holds "mumble". A prompt with "flaky" fails its first request (500); one
-    with "down" always fails."""
+    otherwise, and a reply of neither when it holds "mumble". A prompt with "flaky" fails its
+    first request (500); one with "down" always fails; one with "garbled" gets a 200 that is no
+    chat completion."""
 
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.failed: set[str] = set()
+        self.garble = False  # every reply a 200 that is no chat completion
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -38,6 +40,8 @@ class Judge:
             body = await request.json()
             text = body["messages"][-1]["content"]
             self.requests.append(text)
+            if "garbled" in text or self.garble:  # a 200 that is no chat completion: a proxy's page, another API
+                return JSONResponse({"error": "unexpected"})
             if "down" in text or ("flaky" in text and text not in self.failed):
                 self.failed.add(text)
                 return JSONResponse({"error": {"message": "overloaded"}}, status_code=500)

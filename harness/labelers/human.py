@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from harness.errors import AwaitingLabels
+from harness.errors import AwaitingLabels, InputError
 from harness.labelers.base import Labeler
 from harness.labelers.panel import PanelLabels
 from harness.tasks.base import Example
@@ -50,18 +50,32 @@ def _alike(votes: Sequence[int]) -> float:
     return float(np.mean([votes[i] == votes[j] for i in range(len(votes)) for j in range(i + 1, len(votes))]))
 
 
-def read_answers(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """item → the answers recorded for it (a torn last line of a killed writer is not one)."""
+def read_answers(path: Path, asked: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """item → the answers recorded for it, each checked against the item `asked` (the queue):
+    an answer to an item never asked, a choice outside the item's responses or a rating other
+    than 0 or 1 is an InputError naming the line (a hand-edited or foreign file). A torn last
+    line of a killed writer is not an answer."""
     found: dict[str, list[dict[str, Any]]] = {}
     if not path.exists():
         return found
-    for line in path.read_text(encoding="utf-8").split("\n"):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         try:
             answer = json.loads(line) if line.strip() else None
         except json.JSONDecodeError:
             continue
-        if isinstance(answer, dict) and isinstance(answer.get("item"), str):
-            found.setdefault(answer["item"], []).append(answer)
+        if not isinstance(answer, dict):
+            continue
+        where, item = f"{path}:{lineno}", asked.get(answer.get("item"))  # type: ignore[arg-type]
+        if item is None:
+            raise InputError(f"{where}: item: an answer to {answer.get('item')!r}, which was never asked (no such id "
+                             f"in the queue, {path.parent / QUEUE})")
+        k, outcome = len(item["responses"]), answer.get("outcome")
+        if outcome == "choice" and not (isinstance(answer.get("choice"), int) and 0 <= answer["choice"] < k):
+            raise InputError(f"{where}: choice: expected an index 0..{k - 1} into the item's responses, found "
+                             f"{answer.get('choice')!r}")
+        if outcome == "rating" and answer.get("rating") not in (0, 1):
+            raise InputError(f"{where}: rating: expected 1 (good) or 0 (not good), found {answer.get('rating')!r}")
+        found.setdefault(answer["item"], []).append(answer)
     return found
 
 
@@ -85,7 +99,7 @@ class HumanLabeler(Labeler):
               rng: np.random.Generator) -> PanelLabels:
         items = [{"id": item_id(e.prompt, c), "prompt": e.prompt, "responses": list(c)}
                  for e, c in zip(examples, candidates)]
-        answers = read_answers(self.labels)
+        answers = read_answers(self.labels, self._asked())
         choices, votes, pending = [], [], []
         for item in items:
             given = answers.get(item["id"], [])
@@ -111,7 +125,7 @@ class HumanLabeler(Labeler):
         """Binary labels: each of the k responses to examples[i] rated alone on the page; `choice`
         (N, k) of 0/1, `votes` per prompt the people's ratings of each response, `row_agreement`
         per prompt."""
-        answers = read_answers(self.labels)
+        answers = read_answers(self.labels, self._asked())
         ratings, votes, alike, pending = [], [], [], []
         for e, group in zip(examples, candidates):
             row, row_votes = [], []
@@ -136,6 +150,19 @@ class HumanLabeler(Labeler):
             raise AwaitingLabels(self.queue, self.labels, len(pending), added, self.host, self.port)
         return PanelLabels(choice=np.array(ratings, dtype=np.int64), votes=votes,  # type: ignore[arg-type]
                            agreement=float(np.mean(alike)) if alike else 1.0, row_agreement=alike)
+
+    def _asked(self) -> dict[str, dict[str, Any]]:
+        """The items of the queue (every item ever asked: the queue only grows), by id."""
+        asked: dict[str, dict[str, Any]] = {}
+        if self.queue.exists():
+            for line in self.queue.read_text(encoding="utf-8").split("\n"):
+                try:
+                    item = json.loads(line) if line.strip() else None
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    asked[item["id"]] = item
+        return asked
 
     def _enqueue(self, items: list[dict[str, Any]]) -> int:
         """Append the items the queue does not hold yet; the number added."""

@@ -134,7 +134,11 @@ class LLMJudge(Labeler):
                 raise InputError(f"labeler {self.name}: {self.base_url or 'the OpenAI API'} ({self.model}) failed after "
                                  f"{self.max_retries} retries: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
                                  ) from None
-            reply = response.choices[0].message.content or ""
+            reply = _content(response)
+            if reply is None:
+                raise InputError(f"labeler {self.name}: {self.base_url or 'the OpenAI API'} ({self.model}) sent a "
+                                 "malformed reply: expected a chat completion with choices[0].message.content, "
+                                 f"found {' '.join(repr(response).split())[:200]}")
             usage = getattr(response, "usage", None)
             self._count(requests=1, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                         completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
@@ -219,3 +223,13 @@ class LLMJudge(Labeler):
         log.info("%s (%s): %d requests, %d answers from the cache, %d prompt and %d completion tokens so far",
                  self.name, self.model, u["judge/requests"], u["judge/cached"], u["judge/prompt_tokens"],
                  u["judge/completion_tokens"])
+
+
+def _content(response: Any) -> str | None:
+    """A chat completion's text ("" for an empty message); None when the reply is not a chat
+    completion (no choices, not JSON: a proxy's error page, another API)."""
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError, TypeError, KeyError):
+        return None
+    return content if isinstance(content, str) else "" if content is None else None

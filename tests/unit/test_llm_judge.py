@@ -66,6 +66,9 @@ def test_a_failed_request_is_retried_and_one_that_keeps_failing_stops_the_run(
     with pytest.raises(InputError, match=r"127\.0\.0\.1.*\(judge-model\) failed after 1 retries: InternalServerError"):
         make(url, tmp_path, max_retries=1).compare(examples(1, "down"), [" good."], [" bad."])
     assert not list((tmp_path / "judgements").glob("*/*down*"))
+    with pytest.raises(InputError, match=r"\(judge-model\) sent a malformed reply: expected a chat completion"):
+        make(url, tmp_path).compare(examples(1, "garbled"), [" good."], [" bad."])
+    assert not [f for f in (tmp_path / "judgements").rglob("*.json") if "garbled" in f.read_text()]  # nor cached
 
 
 def test_the_key_comes_from_the_environment_and_k_is_two(server: tuple[str, Judge], tmp_path: Path,
