@@ -61,22 +61,9 @@ button { margin: .2rem .4rem .2rem 0; padding: .3rem .8rem; }
 #progress { color: #555; }
 </style></head><body>
 <p id="progress">{{ annotator }}: {{ done }} of {{ total }} labelled</p>
-{% if item and item.kind == "rating" %}
-<h3>Is this response good?</h3>
-<div class="prompt" id="prompt">{{ item.prompt }}</div>
-<form method="post" action="answer">
-<input type="hidden" name="id" value="{{ item.id }}">
-<input type="hidden" name="shown" value="[0]">
-<input type="hidden" name="shown_at" value="{{ shown_at }}">
-{% if token %}<input type="hidden" name="token" value="{{ token }}">{% endif %}
-{% if name_param %}<input type="hidden" name="annotator" value="{{ annotator }}">{% endif %}
-<div class="response" id="response-0">{{ item.responses[0] }}</div>
-<p><button type="submit" name="rating" value="1" id="up">&#128077; Good</button>
-<button type="submit" name="rating" value="0" id="down">&#128078; Not good</button>
-<button type="submit" name="outcome" value="skip" id="skip">Skip</button></p>
-</form>
-{% elif item %}
-<h3>Which response is better?</h3>
+{% if item %}
+{% set rating = item.kind == "rating" %}
+<h3>{{ "Is this response good?" if rating else "Which response is better?" }}</h3>
 <div class="prompt" id="prompt">{{ item.prompt }}</div>
 <form method="post" action="answer">
 <input type="hidden" name="id" value="{{ item.id }}">
@@ -86,10 +73,12 @@ button { margin: .2rem .4rem .2rem 0; padding: .3rem .8rem; }
 {% if name_param %}<input type="hidden" name="annotator" value="{{ annotator }}">{% endif %}
 {% for text in texts %}
 <div class="response" id="response-{{ loop.index0 }}">{{ text }}</div>
-<button type="submit" name="position" value="{{ loop.index0 }}" id="choose-{{ loop.index0 }}">Response {{ loop.index }} is better</button>
+{% if not rating %}<button type="submit" name="position" value="{{ loop.index0 }}" id="choose-{{ loop.index0 }}">Response {{ loop.index }} is better</button>{% endif %}
 {% endfor %}
-<p><button type="submit" name="outcome" value="tie" id="tie">Equally good</button>
-<button type="submit" name="outcome" value="skip" id="skip">Skip</button></p>
+<p>{% if rating %}<button type="submit" name="rating" value="1" id="up">&#128077; Good</button>
+<button type="submit" name="rating" value="0" id="down">&#128078; Not good</button>
+{% else %}<button type="submit" name="outcome" value="tie" id="tie">Equally good</button>
+{% endif %}<button type="submit" name="outcome" value="skip" id="skip">Skip</button></p>
 </form>
 {% else %}
 <p id="finished">Nothing left to label. Thank you.</p>
