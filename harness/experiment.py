@@ -20,6 +20,7 @@ from harness.cache import ArtifactCache, config_hash
 from harness.errors import InputError
 from harness.labelers.base import Labeler
 from harness.losses.bradley_terry import GroupLoss
+from harness.models.lora import LoraSettings
 from harness.models.reward import POOLINGS
 from harness.models.sources import Corpus
 from harness.models.trunk import StateTable
@@ -371,6 +372,7 @@ class Experiment:
     run_dir: Path
     seed: int
     trainable_layers: int | None = None
+    lora: LoraSettings = field(default_factory=LoraSettings)  # model.lora: adapters on the policy (r > 0)
     judge: Labeler | None = None  # evaluates; None: the labeler itself
     # The config subtrees that determine each input, used in artifact keys.
     keys: Mapping[str, Any] = field(default_factory=dict)

@@ -45,7 +45,7 @@ from harness.cache import config_hash, stage_seed
 from harness.errors import InputError
 from harness.experiment import EvalPolicy, Experiment, Labelled, TrainContext
 from harness.models.forward import batched_logps
-from harness.models.loading import load_causal_lm
+from harness.models.lora import initial_reference
 from harness.models.sampling import SAMPLER, generate_responses
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def run_rounds(ctx: TrainContext, first: Labelled) -> tuple[EvalPolicy, Labelled
     the policy to evaluate and every label it was trained on."""
     exp, prep = ctx.exp, ctx.prep
     bounds = exp.labels.round_bounds()
-    reference = load_causal_lm(prep.policy_dir)[0].eval().requires_grad_(False)
+    reference = initial_reference(prep.policy_dir, prep.policy).eval().requires_grad_(False)
     state_path = exp.cache_dir / "checkpoints" / exp.run_key / STATE if exp.run_key else None
     done = _restore(prep.policy, state_path, exp) if state_path is not None else -1
     labelled, trained = first, None

@@ -30,6 +30,7 @@ from harness.experiment import Experiment, Labelled, Prepared, TrainContext
 from harness.labelers.file import FileExamples
 from harness.logged_models import log_trained_models
 from harness.models.loading import check_model_dir, freeze_lower_layers, load_causal_lm, load_tokenizer
+from harness.models.lora import adapt
 from harness.progress import progress_bar
 from harness.tracking import dataset_input
 
@@ -129,6 +130,8 @@ def prepare(exp: Experiment) -> Prepared:
     prepared = check(exp)
     policy, _ = load_causal_lm(prepared.policy_dir)
     freeze_lower_layers(policy, exp.trainable_layers)
+    if exp.init.policy != "sft":  # an SFT start is fine-tuned first (stages.sft_policy), then adapted
+        adapt(policy, exp.lora, exp.trainable_layers)
     return replace(prepared, policy=policy)
 
 

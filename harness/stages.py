@@ -37,6 +37,7 @@ from harness.errors import AwaitingLabels, InputError
 from harness.experiment import EvalSettings, Experiment, Labelled, Prepared, RewardModelSettings, TrainContext
 from harness.models.forward import batched_logps
 from harness.models.loading import freeze_lower_layers, load_causal_lm
+from harness.models.lora import adapt
 from harness.models.reward import RewardModel
 from harness.models.sampling import SAMPLER, Samples, Stop, generate_responses, generate_with_logps, stop_rule
 from harness.models.trunk import StateTable, frozen_blocks
@@ -111,6 +112,7 @@ def sft_policy(exp: Experiment, prep: Prepared, cache: ArtifactCache) -> Prepare
     exp.tracker.set_tags({"artifact.sft_policy": config_hash(spec)})
     policy, tokenizer = load_causal_lm(path)
     freeze_lower_layers(policy, exp.trainable_layers)
+    adapt(policy, exp.lora, exp.trainable_layers)
     return replace(prep, policy_dir=path, policy=policy, tokenizer=tokenizer)
 
 

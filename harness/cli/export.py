@@ -34,6 +34,7 @@ from harness.cache import check_cache_dir, content_digest
 from harness.errors import InputError
 from harness.logged_models import download, find_logged_model
 from harness.models.loading import load_tokenizer
+from harness.models.lora import merge_adapters
 from harness.models.saved import KINDS, read_manifest, restore
 
 PROG = "harness-export"
@@ -129,8 +130,8 @@ def export(run_id: str, out: Path, kind: str, tracking_uri: str) -> None:
         module = restore(directory, base)
         tokenizer = load_tokenizer(base)
         staging = Path(tmp) / "out"
-        if kind == "policy":
-            module.save_pretrained(staging)
+        if kind == "policy":  # a LoRA policy's adapters folded into its weights: a plain model
+            merge_adapters(module).save_pretrained(staging)
         else:
             module.save(staging)
         tokenizer.save_pretrained(staging)

@@ -37,6 +37,7 @@ from harness.experiment import (
     SamplingSettings,
     TrainSettings,
 )
+from harness.models.lora import LoraSettings
 from harness.pipeline import check, run_experiment
 from harness.tracking import MAX_PARAM_CHARS, PARENT_TAG, RunTracker, SweepParent, flatten, source_tags
 
@@ -67,6 +68,8 @@ def run_key(cfg: DictConfig, tracker: RunTracker, inputs: dict[str, str] | None 
     the old run or its checkpoints. The sweep's name counts (the same config in two sweeps is
     two jobs, and so is the same config in two MLflow experiments)."""
     config = {k: v for k, v in _plain(cfg).items() if k not in NOT_IDENTITY}
+    if not (config.get("model") or {}).get("lora", {}).get("r"):  # no adapters: identities as before the option
+        config["model"] = {k: v for k, v in config["model"].items() if k != "lora"}
     spec = {"config": config, "mlflow": [tracker.tracking_uri, tracker.experiment_name]}
     return config_hash(spec | ({"inputs": inputs} if inputs else {}))
 
@@ -88,13 +91,16 @@ def check_config(cfg: DictConfig) -> None:
         raise InputError(f"threads: expected an integer ≥ 1 (or null: all cores), got {cfg.threads}")
     check_value("resume", cfg.resume, bool)
     # Plain keys the code reads directly (the rest are a settings dataclass's or a _target_'s).
-    for key, hint in (("model.trainable_layers", int | None), ("paths.cache_dir", str),
+    for key, hint in (("model.trainable_layers", int | None), ("model.lora.r", int),
+                      ("model.lora.alpha", float), ("model.lora.dropout", float),
+                      ("model.lora.target_modules", list[str] | None), ("paths.cache_dir", str),
                       ("logger.experiment_name", str), ("logger.run_name", str | None),
                       ("logger.tracking_uri", str | None), ("logger.description", str | None),
                       ("logger.system_metrics", bool), ("logger.system_metrics_interval", float),
                       ("logger.log_model", bool),
                       ("preset", str | None), ("study.name", str | None), ("study.job", str | None)):
-        check_value(key, OmegaConf.select(cfg, key), hint)
+        value = OmegaConf.select(cfg, key)
+        check_value(key, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value, hint)
     if not cfg.logger.system_metrics_interval > 0:
         raise InputError(f"logger.system_metrics_interval: expected seconds > 0, got {cfg.logger.system_metrics_interval}")
     _check_node(cfg, "")
@@ -276,6 +282,7 @@ def build_experiment(cfg: DictConfig, run_dir: Path, given: Callable[[str], bool
         tracker=tracker,
         cache_dir=cache_dir,
         run_dir=run_dir, seed=cfg.seed, trainable_layers=cfg.model.get("trainable_layers"),
+        lora=LoraSettings(**_plain(cfg.model.lora)) if cfg.model.get("lora") else LoraSettings(),
         judge=judge,
         # An SFT-initialised policy is another initial policy: every artifact built from it differs.
         keys={"model": _with_inputs(_plain(cfg.model.source), digests["model"]) if cfg.init.policy == "base"

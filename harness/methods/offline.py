@@ -14,7 +14,7 @@ from harness.errors import InputError
 from harness.experiment import EvalPolicy, Experiment, Method, TrainContext
 from harness.losses.kto import kto_weights
 from harness.methods.policies import SampledPolicy, eval_series
-from harness.models.loading import load_causal_lm
+from harness.models.lora import initial_reference
 from harness.models.trunk import frozen_blocks, same_bottom
 from harness.modules.offline_preference import OfflinePreferenceModule, PairLoss, UnpairedLoss
 from harness.stages import ref_kl_logps, ref_logps, with_rows
@@ -117,7 +117,7 @@ class OfflinePreference(Method):
                               bucket=exp.train.bucket)
         reference = None
         if self.reference == "online":
-            reference = ctx.reference if ctx.reference is not None else load_causal_lm(prep.policy_dir)[0]
+            reference = ctx.reference if ctx.reference is not None else initial_reference(prep.policy_dir, prep.policy)
         states = labelled.states if self.reads_states() else None
         if states is not None and (states.k != frozen_blocks(prep.policy) or (
                 reference is not None and not same_bottom(prep.policy, reference, states.k))):

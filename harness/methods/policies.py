@@ -16,7 +16,7 @@ from harness.data.collate import pack
 from harness.eval.series import EvalSeries, Probe
 from harness.experiment import EvalPolicy, TrainContext
 from harness.models.forward import batched_logps
-from harness.models.loading import load_causal_lm
+from harness.models.lora import initial_reference
 from harness.models.reward import RewardModel
 from harness.models.sampling import Samples, reference_logps
 from harness.progress import ProgressBar
@@ -53,7 +53,7 @@ def eval_series(ctx: TrainContext, policy: Any, *, reference: Any = None,
     probe = Probe(
         tokenizer, exp.evaluator, prep.eval_examples[:n], prep.eval_ids[:n], ctx.initial_ids[:n],
         sample=lambda model, prompts: eval_samples_with_logps(model, tokenizer, prompts, exp, None, "series samples"),
-        reference=(lambda: reference) if reference is not None else (lambda: load_causal_lm(prep.policy_dir)[0]),
+        reference=(lambda: reference) if reference is not None else (lambda: initial_reference(prep.policy_dir, policy)),
         temperature=exp.eval.temperature, batch_size=exp.eval.batch_size,
         proxy=None if reward_model is None else (lambda prompts, responses: reward_scores(reward_model, prompts,
                                                                                         responses, pad)),
@@ -90,7 +90,7 @@ class SampledPolicy(EvalPolicy):
         policy's own samples as its sampler computed them, log π_ref from the states it recorded
         below the frozen boundary (`reference_logps`)."""
         exp, pad = self.ctx.exp, self.ctx.prep.tokenizer.pad_token_id
-        reference, _ = load_causal_lm(self.ctx.prep.policy_dir)
+        reference = initial_reference(self.ctx.prep.policy_dir, self.model)
         args = (pad, exp.eval.batch_size, exp.eval.temperature, progress)
         sampled = self._sampled
         if sampled is None or sampled.responses != list(responses):

@@ -13,7 +13,7 @@ from harness.errors import InputError
 from harness.data.resumable import ResumableBatches
 from harness.experiment import EvalPolicy, Experiment, Method, PPOSettings, even_shares, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import SampledPolicy, eval_series
-from harness.models.loading import load_causal_lm
+from harness.models.lora import initial_reference
 from harness.modules.ppo import PPOModule
 from harness.rl.kl_control import AdaptiveKL, FixedKL
 from harness.stages import reward_model, task_stop
@@ -56,7 +56,7 @@ class PPO(Method):
         online = exp.labels.rounds > 1
         stage = f"ppo-round{ctx.round}" if online else "ppo"
         rm = reward_model(ctx, self.reward_model)
-        reference = ctx.reference if ctx.reference is not None else load_causal_lm(prep.policy_dir)[0]
+        reference = ctx.reference if ctx.reference is not None else initial_reference(prep.policy_dir, prep.policy)
         examples = prep.train_examples
         judge = exp.evaluator
         module = PPOModule(prep.policy, reference, rm, prep.tokenizer, prep.train_ids, self.kl, self.settings,

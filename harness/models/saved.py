@@ -5,7 +5,9 @@ what training changed: the top `trainable_layers` blocks and the final norm (`lo
 freeze_lower_layers`), a reward model's head and normalisation, and, with init.policy=sft, what
 the supervised start changed. `trained_state` keeps exactly the tensors that differ from the
 base as `rebuild` builds it: frozen tensors are equal to the base's bit for bit and are left
-out, so a SmolLM2 run that trains 15 of 30 blocks stores about 210 MB, not 540. This rule,
+out, so a SmolLM2 run that trains 15 of 30 blocks stores about 210 MB, not 540. A policy with
+LoRA adapters (model.lora) is rebuilt with the same adapters (their shapes from the manifest's
+`lora`, their initial values drawn from a fixed seed) and stores the adapters alone. This rule,
 rather than `requires_grad`, decides because a reward model loaded from the cache has every
 parameter trainable and PPO freezes all of its own. `restore` rebuilds the base, checks every
 stored name and shape against it and copies the tensors in: the trained module, exactly.
@@ -30,6 +32,7 @@ from torch import nn
 from harness import __version__
 from harness.errors import InputError
 from harness.models.loading import load_causal_lm
+from harness.models.lora import LoraSettings, apply_lora, lora_of
 from harness.models.reward import RewardModel
 
 KINDS = ("policy", "reward_model")
@@ -38,12 +41,19 @@ MANIFEST = "manifest.json"
 FORMAT = 1  # manifest.json's layout; a reader refuses another
 
 
-def rebuild(kind: str, base_dir: Path, pooling: str = "mean") -> nn.Module:
-    """The module as training started it from the base directory: the causal LM (`policy`), or
-    a reward model on the base's trunk (`reward_model`; its fresh head is always stored, so its
-    initial values do not matter, and drawing them leaves the global RNG as it was)."""
+def rebuild(kind: str, base_dir: Path, pooling: str = "mean", lora: Mapping[str, Any] | None = None) -> nn.Module:
+    """The module as training started it from the base directory: the causal LM (`policy`; with
+    `lora`, a LoraSettings.manifest, its adapters drawn from a fixed seed), or a reward model on
+    the base's trunk (`reward_model`; its fresh head is always stored, so its initial values do
+    not matter, and drawing them leaves the global RNG as it was)."""
     if kind == "policy":
-        return load_causal_lm(base_dir)[0]
+        model = load_causal_lm(base_dir)[0]
+        if lora:
+            settings = LoraSettings(**{k: v for k, v in lora.items() if k != "layers"})
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                apply_lora(model, settings, lora.get("layers"))
+        return model
     if kind == "reward_model":
         with torch.random.fork_rng(devices=[]):
             return RewardModel.from_policy_dir(base_dir, pooling).eval()
@@ -81,8 +91,8 @@ def save_trained(kind: str, module: nn.Module, base_dir: Path, out: Path,
     """Write what `module` changed from the base in `base_dir` to `out` (safetensors) with its
     manifest (`manifest` plus what this function knows: kind, tensors, dtype, size, version);
     returns the manifest written."""
-    pooling = getattr(module, "pooling", "mean")
-    base = rebuild(kind, base_dir, pooling)
+    pooling, lora = getattr(module, "pooling", "mean"), lora_of(module)
+    base = rebuild(kind, base_dir, pooling, lora)
     tensors = trained_state(module, base)
     del base
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +104,7 @@ def save_trained(kind: str, module: nn.Module, base_dir: Path, out: Path,
         "n_base_parameters": sum(t.numel() for t in state(module).values()),
         "bytes": (out / WEIGHTS).stat().st_size,
         "parameters": {name: list(t.shape) for name, t in tensors.items()},
-    } | ({"pooling": pooling} if kind == "reward_model" else {})
+    } | ({"pooling": pooling} if kind == "reward_model" else {}) | ({"lora": lora} if lora else {})
     (out / MANIFEST).write_text(json.dumps(written, indent=1) + "\n")
     return written
 
@@ -132,7 +142,7 @@ def restore(directory: Path, base_dir: Path) -> nn.Module:
         differ = sorted(set(listed) ^ set(stored)) or sorted(n for n in listed if listed[n] != stored[n])
         raise InputError(f"{file}: expected the tensors {directory / MANIFEST} lists, found another set "
                          f"(e.g. {differ[:3]})")
-    module = rebuild(manifest["kind"], base_dir, manifest.get("pooling", "mean"))
+    module = rebuild(manifest["kind"], base_dir, manifest.get("pooling", "mean"), manifest.get("lora"))
     target = state(module)
     unknown = [n for n in tensors if n not in target]
     if unknown:
