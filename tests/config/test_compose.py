@@ -39,8 +39,11 @@ def test_group_option_composes(group: str, option: str) -> None:
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_experiment_composes_and_builds(experiment: str, tmp_path: Path) -> None:
+def test_experiment_composes_and_builds(experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = compose_with([f"experiment={experiment}"])
+    if cfg.trainer.accelerator == "gpu":  # a GPU recipe (experiment=gpu_lora): built as on a one-GPU machine
+        monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+        monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
     exp = build_experiment(cfg, tmp_path)
     assert exp.labels.n >= 1
     assert exp.task.examples("eval")
