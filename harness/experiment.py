@@ -330,6 +330,9 @@ class Method:
     # Whether `fit` can be called once per online round (labels.rounds > 1, harness/online.py):
     # it trains `ctx.prep.policy` in place, on `ctx.labelled`, under the checkpoint `ctx.stage`.
     online: ClassVar[bool] = False
+    # Whether `fit` trains correctly as one of several processes (trainer.strategy=ddp_fork):
+    # its batches shared out and its global statistics all-reduced (harness/distributed.py).
+    data_parallel: ClassVar[bool] = True
 
     def check(self, exp: Experiment, examples: Sequence[Example]) -> None:
         """Refuse (InputError) settings or data (the `labels.n` examples to be labelled) this

@@ -30,6 +30,7 @@ from harness.experiment import Experiment, Labelled, Prepared, TrainContext
 from harness.labelers.file import FileExamples
 from harness.logged_models import log_trained_models
 from harness.models.loading import check_model_dir, freeze_lower_layers, load_causal_lm, load_tokenizer
+from harness.distributed import processes
 from harness.models.lora import adapt
 from harness.progress import progress_bar
 from harness.tracking import dataset_input
@@ -76,6 +77,10 @@ def check(exp: Experiment) -> Prepared:
             raise InputError(f"labels.kind=binary: labeler={exp.labeler.name} gives comparisons, not a thumbs up or "
                              "down on each response; a simulated panel, labeler=human and labeler=llm_judge give "
                              "both (e.g. labeler=sentiment_panel)")
+    if processes(exp.trainer_kwargs) > 1 and not exp.method.data_parallel:
+        raise InputError(f"trainer.devices={exp.trainer_kwargs.get('devices')}: loss={exp.tags.get('loss', '?')} does "
+                         "not train as several processes yet (its rewards, advantages and KL would be each "
+                         "process's own); set trainer.devices=1")
     exp.method.check(exp, train_examples)  # a method's own checks of the data
     online.check(exp, imported is not None, train_examples)
     eval_examples = task.examples("eval")

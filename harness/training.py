@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 def make_trainer(exp: Experiment, **overrides: Any) -> L.Trainer:
     """A Trainer from `trainer.*` (conf/trainer/), logging into the run's MLflow run."""
     kwargs = dict(exp.trainer_kwargs) | overrides
+    # Data parallel: the training batches are shared out by ResumableBatches itself; validation
+    # runs whole on every process (a DistributedSampler would pad it with repeated rows).
+    kwargs.setdefault("use_distributed_sampler", False)
     return L.Trainer(logger=exp.tracker.lightning_logger(), default_root_dir=str(exp.run_dir), **kwargs)
 
 

@@ -37,6 +37,7 @@ from harness.experiment import (
     SamplingSettings,
     TrainSettings,
 )
+from harness.distributed import DATA_PARALLEL, processes
 from harness.models.lora import LoraSettings
 from harness.pipeline import check, run_experiment
 from harness.tracking import MAX_PARAM_CHARS, PARENT_TAG, RunTracker, SweepParent, flatten, source_tags
@@ -120,23 +121,27 @@ GPU_ACCELERATORS = ("gpu", "cuda")
 
 def check_devices(trainer: dict[str, Any]) -> None:
     """Refuse, in one line, what would otherwise fail deep in a run or hang: a GPU asked for where
-    torch sees none, and more than one device or process (each rank would run the whole pipeline
-    again and wait on the job lock rank 0 holds)."""
+    torch sees none, and more than one process other than `trainer.strategy=ddp_fork` on the CPU
+    (with Lightning's other launchers each rank would run the whole pipeline again and wait on
+    the job lock rank 0 holds; forked GPU processes cannot follow a parent that used CUDA)."""
     import torch
 
     accelerator = str(trainer.get("accelerator", "cpu")).lower()
     if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
         raise InputError(f"trainer.accelerator={accelerator}: torch {torch.__version__} sees no CUDA GPU on this "
                          "machine; use trainer=cpu")
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    devices, nodes, strategy = trainer.get("devices", 1), trainer.get("num_nodes", 1), trainer.get("strategy")
     if devices == "auto":
         devices = torch.cuda.device_count() if accelerator in GPU_ACCELERATORS else 1
-    several = (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, str)) and len(
-        [d for d in str(devices).replace("[", "").replace("]", "").split(",") if d.strip()]) > 1) or (nodes or 1) > 1
-    if several or trainer.get("strategy") not in (None, "auto"):
+    n = processes(trainer | {"devices": devices})
+    if strategy == DATA_PARALLEL and accelerator == "cpu" and (nodes or 1) == 1 and n > 1:
+        return
+    if n > 1 or strategy not in (None, "auto"):
         raise InputError(f"trainer.devices={trainer.get('devices')}, trainer.num_nodes={nodes}, "
-                         f"trainer.strategy={trainer.get('strategy', 'auto')}: one process on one device only for "
-                         "now (multi-process training is not supported yet); set trainer.devices=1")
+                         f"trainer.strategy={strategy or 'auto'}: several processes train together only as "
+                         f"trainer.strategy={DATA_PARALLEL} with trainer.accelerator=cpu and trainer.devices ≥ 2 on "
+                         "one machine for now (multi-GPU and multi-node training are not supported yet); or set "
+                         "trainer.devices=1")
 
 
 def _source_key(node: DictConfig | ListConfig, key: Any, full: str) -> str:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from harness.distributed import rank_and_world
+
 
 class ResumableBatches:
     """Batches of `items` in a seeded order per epoch, resumable mid-epoch.
@@ -37,6 +39,11 @@ class ResumableBatches:
     group sorted by response length, cut into batches, and the run's full batches are put in
     a seeded random order (a short last batch stays last). Every item still appears once per
     epoch; which items share a batch is still random across runs, only less so in shape.
+
+    Under data parallelism (torch.distributed initialised, W processes) every process walks the
+    same batches and takes rows r, r + W, … of each: the batch of `batch_size` is the global one,
+    split across the processes, whose gradients DDP averages (a batch with fewer than W rows
+    gives every process one of them).
     """
 
     def __init__(self, items: Sequence[Any], batch_size: int, collate: Callable[[list[Any]], Any],
@@ -86,8 +93,12 @@ class ResumableBatches:
         order = self._order(self.epoch)
         start, self._skip = self._skip, 0
         self.consumed = start
+        rank, world = rank_and_world()
         for b in range(start, len(self)):
-            yield self.collate([self.items[i] for i in order[b * self.batch_size : (b + 1) * self.batch_size]])
+            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if world > 1:  # data parallel: each process takes its share of the batch (rows rank, rank + world, …)
+                rows = rows[rank::world] if len(rows) >= world else rows[[rank % len(rows)]]
+            yield self.collate([self.items[i] for i in rows])
         self.epoch += 1
         self.consumed = 0
 
@@ -154,8 +165,9 @@ class Checkpointing(Callback):
     def save(self, trainer: L.Trainer) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        trainer.save_checkpoint(tmp, weights_only=False)  # optimiser and loop state too
-        os.replace(tmp, self.path)
+        trainer.save_checkpoint(tmp, weights_only=False)  # optimiser and loop state too (every rank calls it)
+        if trainer.is_global_zero:  # under data parallelism only rank 0 wrote the file
+            os.replace(tmp, self.path)
 
     def state_dict(self) -> dict[str, int]:
         return {"batches": self.batches}

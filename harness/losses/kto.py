@@ -24,7 +24,9 @@ under both models:
 It is clamped at 0 (a KL is non-negative; the batch estimate can be negative) and DETACHED:
 the paper does not backpropagate through it, so no gradient flows to the mismatched-pair
 log-probs. The paper's estimate is the mean log-ratio on those pairs, exactly what is computed
-here; across several devices one would all-reduce that mean first (TRL does).
+here; under data parallelism the mean is taken over every process's share of the batch
+(`global_mean`: an all-reduce of sums and counts, as TRL gathers it), so z0 is the global
+batch's, not each process's own.
 
 Class weights. λ_D and λ_U reweight the two kinds of example; the paper's rule of thumb is
 λ_D·n_D / (λ_U·n_U) ∈ [1, 4/3]. `kto_weights` applies it, e.g. with 1 desirable to 10
@@ -44,6 +46,17 @@ from __future__ import annotations
 import torch
 
 from harness.losses.dpo import Metrics
+
+
+def global_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of `values` over every process training together (data parallelism: each holds
+    its share of the batch; their sums and counts are all-reduced), detached; alone, the mean."""
+    values = values.detach()
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return values.mean()
+    total = torch.stack([values.sum(), torch.tensor(float(values.numel()), dtype=values.dtype)])
+    torch.distributed.all_reduce(total)
+    return total[0] / total[1]
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -80,7 +93,7 @@ def kto_loss(
     if undesirable_weight <= 0:
         raise ValueError(f"kto_loss: undesirable_weight must be > 0, got {undesirable_weight}")
     rewards = policy_logps - ref_logps  # (B,)
-    z0 = (policy_kl_logps - ref_kl_logps).mean().clamp(min=0).detach()  # ()
+    z0 = global_mean(policy_kl_logps - ref_kl_logps).clamp(min=0).detach()  # ()
     # 1 − σ(x) = σ(−x), written the stable way round.
     losses = torch.where(
         desirable,

@@ -30,6 +30,9 @@ class PPO(Method):
     ignores: ClassVar[tuple[str, ...]] = TrainSettings.POLICY_KEYS
 
     online: ClassVar[bool] = True  # Ziegler et al.'s online mode: the reward model refit each round
+    # Not yet: each process would normalise its own rewards, whiten its own advantages and feed
+    # the KL controller its own KL; those must be all-reduced first.
+    data_parallel: ClassVar[bool] = False
 
     reward_model: RewardModelSettings
     settings: PPOSettings

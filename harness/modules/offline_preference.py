@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from transformers import PreTrainedModel
 
+from harness.distributed import share_weight
 from harness.data.collate import TokenBatch
 from harness.data.preference import PairBatch, UnpairedBatch
 from harness.models.forward import forward_response, forward_with_detached_twin, without_dropout
@@ -103,12 +104,14 @@ class OfflinePreferenceModule(L.LightningModule):
 
     def _step(self, batch: PairBatch | UnpairedBatch, split: str) -> torch.Tensor:
         loss, metrics, n = self._loss(batch)
+        loss = loss * share_weight(n)  # data parallel: DDP's average is the global batch's mean
         if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and the checkpoint)
             raise FloatingPointError(f"{split} loss is {loss.item()} at step {self.global_step}")
         on_step = split == "train"
-        self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True,
+                 sync_dist=True)
         for name, value in metrics.items():
-            self.log(f"{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
+            self.log(f"{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step, sync_dist=True)
         return loss
 
     def on_fit_start(self) -> None:

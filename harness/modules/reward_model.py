@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from harness.distributed import share_weight
 from harness.data.preference import GroupBatch
 from harness.losses.bradley_terry import GroupLoss
 from harness.models.reward import RewardModel
@@ -32,14 +33,16 @@ class RewardModelModule(L.LightningModule):
         tokens = self.states.attach(batch.tokens) if self.states is not None else batch.tokens
         rewards = self.reward_model.raw(tokens).view(-1, batch.k)  # (B, k)
         loss, metrics = self.loss_fn(rewards, batch.choice)
+        loss = loss * share_weight(rewards.shape[0])  # data parallel: DDP's average is the global batch's mean
         if not torch.isfinite(loss):
             raise FloatingPointError(f"reward model {split} loss is {loss.item()} at step {self.global_step}")
         n, on_step = rewards.shape[0], split == "train"
         # Curves: only the run that trains the model has them; the stage's summary under the
         # same keys is stored with the artifact and logged by every run that uses it.
-        self.log(f"rm_{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        self.log(f"rm_{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True,
+                 sync_dist=True)
         for name, value in metrics.items():
-            self.log(f"rm_{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
+            self.log(f"rm_{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step, sync_dist=True)
         return loss
 
     def training_step(self, batch: GroupBatch, batch_idx: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from transformers import PreTrainedModel
 
+from harness.distributed import share_weight
 from harness.data.collate import TokenBatch
 from harness.losses.sft import nll_loss
 from harness.models.forward import forward_response
@@ -26,13 +27,15 @@ class SFTModule(L.LightningModule):
     def _step(self, batch: TokenBatch, split: str) -> torch.Tensor:
         token_logps = forward_response(self.policy, batch)[0]  # (B, R)
         loss, metrics = nll_loss(token_logps, batch.response_mask)
+        loss = loss * share_weight(batch.response_mask.sum())  # data parallel: the mean over every token
         if not torch.isfinite(loss):
             raise FloatingPointError(f"SFT {split} loss is {loss.item()} at step {self.global_step}")
         on_step = split == "train"
         n = batch.input_ids.shape[0]
-        self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        self.log(f"{split}/loss", loss.detach(), batch_size=n, on_step=on_step, on_epoch=not on_step, prog_bar=True,
+                 sync_dist=True)
         for name, value in metrics.items():
-            self.log(f"{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step)
+            self.log(f"{split}/{name}", value, batch_size=n, on_step=on_step, on_epoch=not on_step, sync_dist=True)
         return loss
 
     def training_step(self, batch: TokenBatch, batch_idx: int) -> torch.Tensor:

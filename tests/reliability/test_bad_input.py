@@ -67,7 +67,7 @@ CONFIG_CASES = {
     "sft_without_references": (["loss=sft", "loss.targets=references"], ["loss.targets=references", "no reference"]),
     "init_policy": (["init.policy=rlhf"], ["init.policy", "base, sft"]),
     "gpu_without_gpu": (["trainer=gpu"], ["trainer.accelerator=gpu", "no CUDA GPU", "trainer=cpu"]),
-    "two_processes": (["+trainer.strategy=ddp", "trainer.devices=2"], ["one process on one device only"]),
+    "two_processes": (["+trainer.strategy=ddp", "trainer.devices=2"], ["trainer.strategy=ddp", "only as trainer.strategy=ddp_fork"]),
     "human_without_judge": (["labeler=human"], ["labeler=human", "labeler@judge="]),
     "init_sft_without_references": (["init.policy=sft"], ["init.policy=sft", "references"]),
     "labels_file_missing": (["labeler=file", "labeler.path=/nonexistent/labels.jsonl", "labeler@judge=lexicon_panel"],
