@@ -1,5 +1,6 @@
 """Sweeps as users run them: `harness -m +sweep=…` with a local parallel (joblib) and a
-submitit_local launcher; jobs share the artifacts they have in common and are tagged."""
+submitit_local launcher (submitit's local executor: the Slurm launcher's code path with jobs as
+local processes); jobs share the artifacts they have in common and are tagged."""
 
 from __future__ import annotations
 
@@ -47,13 +48,16 @@ def test_kl_sweep_with_ppo_trains_the_reward_model_once(harness_env: dict[str, s
 
 
 @pytest.mark.timeout(900)
-def test_two_job_sweep_on_submitit_local(harness_env: dict[str, str], tmp_path: Path) -> None:
+def test_four_job_sweep_on_submitit_local(harness_env: dict[str, str], tmp_path: Path) -> None:
     env = harness_env | {"MLFLOW_EXPERIMENT_NAME": "sweep-submitit"}
-    proc = multirun(["+sweep=kl_coef", "experiment=smoke", "hydra/launcher=submitit_local", "loss.beta=0.2,0.4",
+    grid = "loss.beta=0.2,0.4,0.6,0.8"
+    proc = multirun(["+sweep=kl_coef", "experiment=smoke", "hydra/launcher=submitit_local", grid,
                      f"hydra.sweep.dir={tmp_path / 'sweep'}"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = finished_runs(env, "sweep-submitit")
-    assert sorted(r.data.params["loss.beta"] for r in runs) == ["0.2", "0.4"]  # the command line's grid wins
+    assert sorted(r.data.params["loss.beta"] for r in runs) == ["0.2", "0.4", "0.6", "0.8"]  # the command line's grid
+    for shared in ("artifact.samples", "artifact.labels", "artifact.eval_initial"):  # built once, read by all four
+        assert len({r.data.tags[shared] for r in runs}) == 1, shared
     assert {r.data.tags["sweep.name"] for r in runs} == {"kl_coef"}
     # MLflow's convention for a sweep: a parent run with the jobs as its children.
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
@@ -61,13 +65,13 @@ def test_two_job_sweep_on_submitit_local(harness_env: dict[str, str], tmp_path: 
     (parent,) = client.search_runs([exp_id], filter_string="tags.`prefharness.sweep_parent` = '1'")
     assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep-kl_coef"
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
-    assert parent.data.params["grid.loss.beta"] == "0.2,0.4" and parent.data.metrics["sweep/jobs_finished"] == 2
+    assert parent.data.params["grid.loss.beta"] == "0.2,0.4,0.6,0.8" and parent.data.metrics["sweep/jobs_finished"] == 4
     assert parent.data.tags["sweep.best_run"] in {r.info.run_id for r in runs}
     # Launched again: nothing reruns, the same parent is reused, no new run appears.
-    again = multirun(["+sweep=kl_coef", "experiment=smoke", "hydra/launcher=submitit_local", "loss.beta=0.2,0.4",
+    again = multirun(["+sweep=kl_coef", "experiment=smoke", "hydra/launcher=submitit_local", grid,
                       f"hydra.sweep.dir={tmp_path / 'sweep'}"], env, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(client.search_runs([exp_id])) == 3
+    assert len(client.search_runs([exp_id])) == 5
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["resumed"] == "1"
     # A report selects the sweep by its parent run, by name or id.
@@ -75,4 +79,4 @@ def test_two_job_sweep_on_submitit_local(harness_env: dict[str, str], tmp_path: 
                              "--parent", "sweep-kl_coef",
                              "--out", str(tmp_path / "report")], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
-    assert report.stdout.startswith("2 runs selected"), report.stdout
+    assert report.stdout.startswith("4 runs selected"), report.stdout
