@@ -22,6 +22,7 @@ from filelock import FileLock
 
 from harness import online, precision, stages
 from harness.cache import ArtifactCache
+from harness.distributed import processes
 from harness.errors import AwaitingLabels, InputError, Stopped
 from harness.eval.evaluate import evaluate_policy
 from harness.eval.metrics import mean_ci
@@ -30,7 +31,6 @@ from harness.experiment import Experiment, Labelled, Prepared, TrainContext
 from harness.labelers.file import FileExamples
 from harness.logged_models import log_trained_models
 from harness.models.loading import check_model_dir, freeze_lower_layers, load_causal_lm, load_tokenizer
-from harness.distributed import processes
 from harness.models.lora import adapt
 from harness.progress import progress_bar
 from harness.tracking import dataset_input

@@ -27,6 +27,7 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 
 from harness import precision
 from harness.cache import check_cache_dir, config_hash, content_digest
+from harness.distributed import DATA_PARALLEL, processes
 from harness.errors import AwaitingLabels, InputError, Stopped
 from harness.experiment import (
     EvalSettings,
@@ -37,7 +38,6 @@ from harness.experiment import (
     SamplingSettings,
     TrainSettings,
 )
-from harness.distributed import DATA_PARALLEL, processes
 from harness.models.lora import LoraSettings
 from harness.pipeline import check, run_experiment
 from harness.tracking import MAX_PARAM_CHARS, PARENT_TAG, RunTracker, SweepParent, flatten, source_tags

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import torch
 
 from harness.cache import stage_seed
-from harness.errors import InputError
 from harness.data.resumable import ResumableBatches
+from harness.errors import InputError
 from harness.experiment import EvalPolicy, Experiment, Method, PPOSettings, even_shares, RewardModelSettings, TrainContext, TrainSettings
 from harness.methods.policies import SampledPolicy, eval_series
 from harness.models.lora import initial_reference

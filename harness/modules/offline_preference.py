@@ -20,9 +20,9 @@ import lightning as L
 import torch
 from transformers import PreTrainedModel
 
-from harness.distributed import share_weight
 from harness.data.collate import TokenBatch
 from harness.data.preference import PairBatch, UnpairedBatch
+from harness.distributed import share_weight
 from harness.models.forward import forward_response, forward_with_detached_twin, without_dropout
 from harness.models.trunk import StateTable
 from harness.modules.optim import adamw_with_warmup

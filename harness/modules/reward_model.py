@@ -5,8 +5,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from harness.distributed import share_weight
 from harness.data.preference import GroupBatch
+from harness.distributed import share_weight
 from harness.losses.bradley_terry import GroupLoss
 from harness.models.reward import RewardModel
 from harness.models.trunk import StateTable

@@ -6,8 +6,8 @@ import lightning as L
 import torch
 from transformers import PreTrainedModel
 
-from harness.distributed import share_weight
 from harness.data.collate import TokenBatch
+from harness.distributed import share_weight
 from harness.losses.sft import nll_loss
 from harness.models.forward import forward_response
 from harness.modules.optim import adamw_with_warmup
