@@ -49,3 +49,14 @@ def share_weight(n: float | torch.Tensor) -> float:
     total = torch.tensor([float(n)], dtype=torch.float64)
     torch.distributed.all_reduce(total)
     return float(n) * world / float(total.item())
+
+
+def global_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of `values` over every process training together (each holds its share of the
+    batch; their sums and counts are all-reduced), detached; alone, the plain mean."""
+    values = values.detach()
+    if rank_and_world()[1] == 1:
+        return values.mean()
+    total = torch.stack([values.sum(), torch.tensor(float(values.numel()), dtype=values.dtype)])
+    torch.distributed.all_reduce(total)
+    return total[0] / total[1]

@@ -132,8 +132,7 @@ class HumanLabeler(Labeler):
             for response in group:
                 item = {"id": item_id(e.prompt, [response]), "kind": "rating", "prompt": e.prompt,
                         "responses": [response]}
-                given = [int(a["rating"]) for a in answers.get(item["id"], [])
-                         if a.get("outcome") == "rating" and a.get("rating") in (0, 1)]
+                given = [a["rating"] for a in answers.get(item["id"], []) if a.get("outcome") == "rating"]
                 if not given:
                     pending.append(item)
                     continue
@@ -168,11 +167,7 @@ class HumanLabeler(Labeler):
         """Append the items the queue does not hold yet; the number added."""
         self.queue.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.queue) + ".lock"):
-            held = set()
-            if self.queue.exists():
-                for line in self.queue.read_text(encoding="utf-8").split("\n"):
-                    if line.strip():
-                        held.add(json.loads(line).get("id"))
+            held = set(self._asked())
             new = [i for i in items if i["id"] not in held]
             if new:
                 fd = os.open(self.queue, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

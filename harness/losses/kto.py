@@ -25,7 +25,7 @@ It is clamped at 0 (a KL is non-negative; the batch estimate can be negative) an
 the paper does not backpropagate through it, so no gradient flows to the mismatched-pair
 log-probs. The paper's estimate is the mean log-ratio on those pairs, exactly what is computed
 here; under data parallelism the mean is taken over every process's share of the batch
-(`global_mean`: an all-reduce of sums and counts, as TRL gathers it), so z0 is the global
+(`distributed.global_mean`: an all-reduce of sums and counts, as TRL gathers it), so z0 is the global
 batch's, not each process's own.
 
 Class weights. λ_D and λ_U reweight the two kinds of example; the paper's rule of thumb is
@@ -45,18 +45,8 @@ from __future__ import annotations
 
 import torch
 
+from harness.distributed import global_mean
 from harness.losses.dpo import Metrics
-
-
-def global_mean(values: torch.Tensor) -> torch.Tensor:
-    """The mean of `values` over every process training together (data parallelism: each holds
-    its share of the batch; their sums and counts are all-reduced), detached; alone, the mean."""
-    values = values.detach()
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return values.mean()
-    total = torch.stack([values.sum(), torch.tensor(float(values.numel()), dtype=values.dtype)])
-    torch.distributed.all_reduce(total)
-    return total[0] / total[1]
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

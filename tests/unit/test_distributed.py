@@ -1,6 +1,6 @@
-"""harness/distributed.py and KTO's reference point across two real processes (gloo), worked by
-hand: shares of 3 and 2 rows of a 5-row batch; the share weights n·W/N make the average of the
-processes' means the mean over the five rows; z0's mean is over all five."""
+"""harness/distributed.py across two real processes (gloo), worked by hand: shares of 3 and 2
+rows of a 5-row batch; the share weights n·W/N make the average of the
+processes' means the mean over the five rows; the global mean (KTO's z0) is over all five."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from harness.distributed import processes, rank_and_world, share_weight
-from harness.losses.kto import global_mean
+from harness.distributed import global_mean, processes, rank_and_world, share_weight
 
 ROWS = [[1.0, 2.0, 6.0], [3.0, 8.0]]  # process 0's share, process 1's
 
